@@ -1,0 +1,2 @@
+//! nanomq: an edge MQTT broker.
+pub mod mqtt;
