@@ -1,2 +1,3 @@
 //! nanomq: an edge MQTT broker.
 pub mod mqtt;
+pub mod router;
