@@ -1,2 +1,3 @@
 //! nanomq: an edge MQTT broker.
+pub mod config;
 pub mod mqtt;
