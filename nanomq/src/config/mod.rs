@@ -1,0 +1,234 @@
+//! Broker configuration: the TOML schema, its built-in defaults, and validation.
+//!
+//! Every key has a default, so an empty file (or no file) is a working broker on
+//! `tcp 0.0.0.0:1883`. Unknown keys are errors, not warnings: a typo such as `max_conections`
+//! must not silently leave a limit at its default. Every error names the file, the line and the
+//! key. `nanomq.example.toml` documents each key at its default value; tests keep the two equal.
+//!
+//! Layout: this file holds the schema; `load` reads and parses text into it and turns byte
+//! offsets into `line:column`; `validate` holds the rules serde cannot express.
+
+mod load;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use serde::{Deserialize, Serialize};
+
+pub use load::{ConfigError, Location, Place};
+pub use validate::{InvalidValue, MAX_PACKET_SIZE, MIN_PACKET_SIZE};
+
+/// The whole broker configuration, one field per TOML section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `[log]`: what the broker writes to stderr.
+    pub log: LogConfig,
+    /// `[runtime]`: the async runtime's threads.
+    pub runtime: RuntimeConfig,
+    /// `[[listeners]]`: sockets clients connect to. Absent means one TCP listener on
+    /// `0.0.0.0:1883`; an explicit empty list is rejected, since a broker nobody can reach is
+    /// always a mistake.
+    pub listeners: Vec<ListenerConfig>,
+    /// `[limits]`: the bounds that keep memory and CPU use predictable on small devices.
+    pub limits: LimitsConfig,
+    /// `[mqtt]`: optional MQTT features the broker offers and advertises in CONNACK.
+    pub mqtt: MqttConfig,
+    /// `[sys]`: the `$SYS/broker/...` statistics topics.
+    pub sys: SysConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            log: LogConfig::default(),
+            runtime: RuntimeConfig::default(),
+            listeners: vec![ListenerConfig::default()],
+            limits: LimitsConfig::default(),
+            mqtt: MqttConfig::default(),
+            sys: SysConfig::default(),
+        }
+    }
+}
+
+/// `[log]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter directive such as `info` or `nanomq=debug,warn`. `RUST_LOG`, when set,
+    /// overrides it so an operator can turn on debugging without editing the image's file.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// `[runtime]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Tokio worker threads; 0 means one per CPU core. Lower it to leave cores to other
+    /// processes on a shared device.
+    pub worker_threads: usize,
+}
+
+/// The transport of a listener. Only plain TCP exists today; TLS and WebSocket come later, and
+/// an enum (rather than a string) makes a config naming them fail loudly until then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerKind {
+    /// MQTT over plain TCP.
+    #[default]
+    Tcp,
+}
+
+/// One `[[listeners]]` entry: a socket clients connect to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenerConfig {
+    /// Transport spoken on this socket.
+    pub kind: ListenerKind,
+    /// Address to bind; port 0 lets the OS pick a free port (the broker logs the bound address),
+    /// which is what tests use.
+    pub bind: SocketAddr,
+    /// Connections accepted on this listener at once; 0 means only the broker-wide limit applies.
+    pub max_connections: usize,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        ListenerConfig {
+            kind: ListenerKind::Tcp,
+            bind: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 1883)),
+            max_connections: 0,
+        }
+    }
+}
+
+/// What happens when a session's queue of undelivered messages is full. QoS 0 messages are
+/// always dropped first, whatever the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum QueueFullPolicy {
+    /// Keep what is queued and drop the arriving message: the subscriber sees a gap at the end.
+    #[default]
+    DropNew,
+    /// Drop the oldest queued message to make room: the subscriber sees the freshest data.
+    DropOldest,
+}
+
+/// `[limits]` section. Each bound exists so that one client, or many, cannot make the broker
+/// grow without limit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Open client connections for the whole broker; must be at least 1.
+    pub max_connections: usize,
+    /// Largest packet, in bytes, accepted or sent (16..=268435460); advertised in CONNACK as
+    /// Maximum Packet Size so v5 clients never send more.
+    pub max_packet_size: u32,
+    /// Inbound QoS 1/2 publications a client may have unacknowledged; advertised in CONNACK as
+    /// Receive Maximum. Must be non-zero.
+    pub receive_maximum: u16,
+    /// Outbound QoS 1/2 publications in flight per client, further capped by the client's own
+    /// Receive Maximum. Must be non-zero.
+    pub max_inflight: u16,
+    /// Messages waiting to be sent per session, online or offline. Must be non-zero.
+    pub max_queued_messages: usize,
+    /// Policy when a session queue is full.
+    pub queue_full_policy: QueueFullPolicy,
+    /// Levels (`/`-separated parts) allowed in a topic name or filter; must be at least 1.
+    pub max_topic_levels: usize,
+    /// Topic Alias Maximum the broker accepts from clients (inbound); 0 disables inbound aliases.
+    pub max_topic_alias: u16,
+    /// Subscriptions one client may hold; 0 means unlimited.
+    pub max_subscriptions_per_client: usize,
+    /// Seconds; a client asking for more (or for 0 while `min_keepalive` > 0) is told this value
+    /// as Server Keep Alive.
+    pub max_keepalive: u16,
+    /// Seconds; clients asking for less are raised to it. 0 lets clients disable keepalive.
+    pub min_keepalive: u16,
+    /// Seconds a new socket has to complete CONNECT before it is closed; must be at least 1.
+    pub connect_timeout_secs: u64,
+    /// Cap on the Session Expiry Interval a client may ask for; MQTT 3.1.1 persistent sessions
+    /// (clean session 0) expire after this many seconds.
+    pub max_session_expiry_secs: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_connections: 100_000,
+            max_packet_size: 1_048_576,
+            receive_maximum: 32,
+            max_inflight: 32,
+            max_queued_messages: 1000,
+            queue_full_policy: QueueFullPolicy::DropNew,
+            max_topic_levels: 128,
+            max_topic_alias: 64,
+            max_subscriptions_per_client: 1000,
+            max_keepalive: 65535,
+            min_keepalive: 0,
+            connect_timeout_secs: 10,
+            max_session_expiry_secs: u32::MAX,
+        }
+    }
+}
+
+/// `[mqtt]` section: optional protocol features. Each is advertised to v5 clients in CONNACK and
+/// enforced for every protocol version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    /// Store retained messages and deliver them to new subscribers.
+    pub retain_available: bool,
+    /// Assign topic aliases on messages to v5 clients that allow them, to save bandwidth on
+    /// long topics.
+    pub outgoing_topic_aliases: bool,
+    /// The broker uses at most min(this, the client's Topic Alias Maximum) aliases per client.
+    pub max_outgoing_topic_alias: u16,
+    /// Accept `$share/group/filter` subscriptions.
+    pub shared_subscriptions: bool,
+    /// Accept `+` and `#` in subscriptions.
+    pub wildcard_subscriptions: bool,
+    /// Accept v5 Subscription Identifiers.
+    pub subscription_identifiers: bool,
+    /// Highest QoS granted to subscriptions and accepted on PUBLISH (0..=2).
+    pub max_qos: u8,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            retain_available: true,
+            outgoing_topic_aliases: true,
+            max_outgoing_topic_alias: 64,
+            shared_subscriptions: true,
+            wildcard_subscriptions: true,
+            subscription_identifiers: true,
+            max_qos: 2,
+        }
+    }
+}
+
+/// `[sys]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SysConfig {
+    /// Seconds between publications of the `$SYS/broker/...` topics; 0 disables them.
+    pub interval_secs: u64,
+}
+
+impl Default for SysConfig {
+    fn default() -> Self {
+        SysConfig { interval_secs: 10 }
+    }
+}

@@ -1,0 +1,173 @@
+//! The rules serde cannot express: ranges, relations between keys, duplicate listeners.
+//!
+//! They run on every loaded config, so the broker can rely on them (for example that
+//! `receive_maximum` is non-zero, as MQTT 5 requires of the value it advertises).
+
+use std::net::SocketAddr;
+
+use super::Config;
+
+/// Smallest useful maximum packet size: a CONNECT with a short client id fits.
+pub const MIN_PACKET_SIZE: u32 = 16;
+/// Largest packet MQTT can frame: 268,435,455 bytes of remaining length plus a 5-byte header.
+pub const MAX_PACKET_SIZE: u32 = 268_435_460;
+
+/// A value the broker cannot run with, and the key it was set under.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", key_path(.table, *.index, .key))]
+pub struct InvalidValue {
+    /// Section of the key, `""` for the root table.
+    pub table: &'static str,
+    /// Which `[[table]]` entry, for arrays of tables.
+    pub index: Option<usize>,
+    /// The key, as written in the file.
+    pub key: &'static str,
+    /// What is wrong and what is allowed.
+    pub message: String,
+}
+
+/// `limits.max_qos` or `listeners[1].bind`, as an operator would point at the key.
+fn key_path(table: &str, index: Option<usize>, key: &str) -> String {
+    match (table.is_empty(), index) {
+        (true, _) => key.to_owned(),
+        (false, Some(i)) => format!("{table}[{i}].{key}"),
+        (false, None) => format!("{table}.{key}"),
+    }
+}
+
+impl Config {
+    /// Checks the rules that serde's types do not: ranges, relations between keys and
+    /// duplicate listeners. [`Config::parse`] and [`Config::load`] call it; call it yourself on a
+    /// config built in code.
+    pub fn validate(&self) -> Result<(), InvalidValue> {
+        let invalid = |table, key, message: String| InvalidValue {
+            table,
+            index: None,
+            key,
+            message,
+        };
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return Err(invalid(
+                "log",
+                "level",
+                format!("not a tracing filter: {e}"),
+            ));
+        }
+        self.validate_listeners()?;
+        let l = &self.limits;
+        if l.max_connections == 0 {
+            return Err(invalid("limits", "max_connections", at_least(1, "0")));
+        }
+        if l.max_packet_size < MIN_PACKET_SIZE {
+            let value = l.max_packet_size.to_string();
+            return Err(invalid(
+                "limits",
+                "max_packet_size",
+                at_least(MIN_PACKET_SIZE, &value),
+            ));
+        }
+        if l.max_packet_size > MAX_PACKET_SIZE {
+            let message = format!(
+                "{} exceeds the MQTT maximum of {MAX_PACKET_SIZE}",
+                l.max_packet_size
+            );
+            return Err(invalid("limits", "max_packet_size", message));
+        }
+        let non_zero = [
+            ("receive_maximum", l.receive_maximum == 0),
+            ("max_inflight", l.max_inflight == 0),
+            ("max_queued_messages", l.max_queued_messages == 0),
+            ("max_topic_levels", l.max_topic_levels == 0),
+            ("connect_timeout_secs", l.connect_timeout_secs == 0),
+        ];
+        if let Some((key, _)) = non_zero.iter().find(|(_, zero)| *zero) {
+            return Err(invalid("limits", key, at_least(1, "0")));
+        }
+        if l.min_keepalive > l.max_keepalive {
+            let message = format!(
+                "{} is greater than limits.max_keepalive ({})",
+                l.min_keepalive, l.max_keepalive
+            );
+            return Err(invalid("limits", "min_keepalive", message));
+        }
+        if self.mqtt.max_qos > 2 {
+            let message = format!("{} is not a QoS: use 0, 1 or 2", self.mqtt.max_qos);
+            return Err(invalid("mqtt", "max_qos", message));
+        }
+        Ok(())
+    }
+
+    /// At least one listener, and no two that would fight over the same port.
+    fn validate_listeners(&self) -> Result<(), InvalidValue> {
+        if self.listeners.is_empty() {
+            return Err(InvalidValue {
+                table: "",
+                index: None,
+                key: "listeners",
+                message: "is empty: the broker needs at least one listener".to_owned(),
+            });
+        }
+        for (i, listener) in self.listeners.iter().enumerate() {
+            let earlier = self.listeners[..i]
+                .iter()
+                .position(|other| binds_overlap(other.bind, listener.bind));
+            if let Some(j) = earlier {
+                return Err(InvalidValue {
+                    table: "listeners",
+                    index: Some(i),
+                    key: "bind",
+                    message: format!(
+                        "{} conflicts with listeners[{j}].bind = {}",
+                        listener.bind, self.listeners[j].bind
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// "`value` is below the minimum of `min`".
+fn at_least(min: u32, value: &str) -> String {
+    format!("{value} is below the minimum of {min}")
+}
+
+/// True if binding both addresses would fail with "address in use": the same non-zero port on
+/// the same address, or on a wildcard address covering the other (`0.0.0.0` covers IPv4; `[::]`
+/// covers both families, as on Linux by default). Port 0 never conflicts: each gets a free port.
+fn binds_overlap(a: SocketAddr, b: SocketAddr) -> bool {
+    let covers = |wild: SocketAddr, other: SocketAddr| {
+        wild.ip().is_unspecified() && (wild.is_ipv6() || other.is_ipv4())
+    };
+    a.port() != 0 && a.port() == b.port() && (a.ip() == b.ip() || covers(a, b) || covers(b, a))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn overlapping_binds() {
+        assert!(binds_overlap(addr("0.0.0.0:1883"), addr("0.0.0.0:1883")));
+        assert!(binds_overlap(addr("0.0.0.0:1883"), addr("127.0.0.1:1883")));
+        assert!(binds_overlap(addr("127.0.0.1:1883"), addr("[::]:1883")));
+        assert!(!binds_overlap(
+            addr("127.0.0.1:1883"),
+            addr("127.0.0.2:1883")
+        ));
+        assert!(!binds_overlap(addr("0.0.0.0:1883"), addr("0.0.0.0:1884")));
+        assert!(!binds_overlap(addr("0.0.0.0:1883"), addr("[::1]:1883")));
+        assert!(!binds_overlap(addr("127.0.0.1:0"), addr("127.0.0.1:0")));
+    }
+
+    #[test]
+    fn key_paths() {
+        assert_eq!(key_path("", None, "listeners"), "listeners");
+        assert_eq!(key_path("limits", None, "max_qos"), "limits.max_qos");
+        assert_eq!(key_path("listeners", Some(1), "bind"), "listeners[1].bind");
+    }
+}
