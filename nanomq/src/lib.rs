@@ -2,3 +2,5 @@
 pub mod config;
 pub mod mqtt;
 pub mod router;
+pub mod session;
+pub mod broker;

@@ -1,0 +1,259 @@
+//! From the first byte to CONNACK: the CONNECT timeout, validation of CONNECT, client id
+//! assignment, session takeover and resumption, and the negotiated limits.
+
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+
+use super::connection::{Connection, Io};
+use super::registry::{finish_session, Claim, SessionRef};
+use super::Broker;
+use crate::mqtt::{
+    decode, encode, ConnAck, Connect, DecodeError, Packet, Properties, ProtocolVersion, ReasonCode,
+};
+use crate::router::validate_topic_name;
+use crate::session::{ConnectionParams, Session};
+
+/// Waits for CONNECT (bounded by the CONNECT timeout), accepts or refuses it, and returns the
+/// connection attached to its session with CONNACK already in the write buffer.
+pub(crate) async fn handshake<R, W>(
+    broker: &Arc<Broker>,
+    io: &mut Io<R, W>,
+    peer: SocketAddr,
+) -> Option<Connection>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let timeout = Duration::from_secs(broker.config.limits.connect_timeout_secs);
+    let connect = match tokio::time::timeout(timeout, read_connect(broker, io)).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(refusal)) => {
+            if let Some(code) = refusal {
+                // The version is unknown: answer in 3.1.1 form, which every client can read.
+                refuse(io, ProtocolVersion::V311, code);
+                io.flush(broker).await;
+            }
+            return None;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "no CONNECT within {timeout:?}: closing");
+            return None;
+        }
+    };
+    match accept(broker, io, *connect, peer).await {
+        Ok(conn) => Some(conn),
+        Err(version) => {
+            io.flush(broker).await;
+            tracing::debug!(%peer, ?version, "connection refused");
+            None
+        }
+    }
+}
+
+/// Reads until a whole first packet is there. `Err(Some(code))` asks for a refusing CONNACK.
+async fn read_connect<R, W>(
+    broker: &Broker,
+    io: &mut Io<R, W>,
+) -> Result<Box<Connect>, Option<ReasonCode>>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let max = broker.config.limits.max_packet_size;
+    loop {
+        match decode(&mut io.rbuf, ProtocolVersion::V5, max) {
+            Ok(Some(Packet::Connect(c))) => return Ok(c),
+            Ok(Some(other)) => {
+                tracing::debug!("first packet is {} instead of CONNECT: closing", other.name());
+                return Err(None);
+            }
+            Ok(None) => match io.read_more(broker).await {
+                Ok(n) if n > 0 => {}
+                _ => return Err(None),
+            },
+            Err(e @ DecodeError::UnsupportedProtocol { .. }) => {
+                tracing::debug!("{e}");
+                return Err(Some(ReasonCode::UNSUPPORTED_PROTOCOL_VERSION));
+            }
+            Err(e) => {
+                tracing::debug!("bad CONNECT: {e}");
+                return Err(None);
+            }
+        }
+    }
+}
+
+fn refuse<R, W>(io: &mut Io<R, W>, version: ProtocolVersion, reason: ReasonCode) {
+    let ack = ConnAck {
+        reason,
+        ..ConnAck::default()
+    };
+    encode(&Packet::ConnAck(ack), version, &mut io.wbuf);
+}
+
+/// A client id for a client that sent none: unique enough and not guessable.
+fn assign_client_id() -> String {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos());
+    format!("nanomq-{:016x}", h.finish())
+}
+
+/// Checks CONNECT against the configuration; the reason code refuses it.
+fn check(broker: &Broker, c: &Connect) -> Result<(), ReasonCode> {
+    let cfg = &broker.config;
+    if c.properties.authentication_method.is_some() {
+        return Err(ReasonCode::BAD_AUTHENTICATION_METHOD);
+    }
+    if c.client_id.is_empty() && !(c.protocol.is_v5() || (c.protocol == ProtocolVersion::V311 && c.clean_start)) {
+        return Err(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
+    }
+    // 3.x clients cannot be told another keepalive: refuse what is out of bounds, like Mosquitto.
+    let l = &cfg.limits;
+    if !c.protocol.is_v5()
+        && (c.keep_alive > l.max_keepalive || (c.keep_alive < l.min_keepalive))
+    {
+        return Err(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
+    }
+    if let Some(w) = &c.will {
+        if validate_topic_name(&w.topic, l.max_topic_levels).is_err() {
+            return Err(ReasonCode::TOPIC_NAME_INVALID);
+        }
+        if w.qos as u8 > cfg.mqtt.max_qos {
+            return Err(ReasonCode::QOS_NOT_SUPPORTED);
+        }
+        if w.retain && !cfg.mqtt.retain_available {
+            return Err(ReasonCode::RETAIN_NOT_SUPPORTED);
+        }
+    }
+    Ok(())
+}
+
+/// Accepts a CONNECT: takes the session over from an older connection if needed, resumes or
+/// starts it, and queues CONNACK. On refusal, a CONNACK with the reason is queued instead.
+async fn accept<R, W>(
+    broker: &Arc<Broker>,
+    io: &mut Io<R, W>,
+    c: Connect,
+    peer: SocketAddr,
+) -> Result<Connection, ProtocolVersion>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let v = c.protocol;
+    if let Err(code) = check(broker, &c) {
+        refuse(io, v, code);
+        return Err(v);
+    }
+    let cfg = &broker.config;
+    let l = &cfg.limits;
+    let assigned = c.client_id.is_empty().then(assign_client_id);
+    let client_id = assigned.clone().unwrap_or(c.client_id);
+
+    let requested_ka = c.keep_alive;
+    let keep_alive = if requested_ka > l.max_keepalive || (requested_ka == 0 && l.min_keepalive > 0) {
+        l.max_keepalive
+    } else {
+        requested_ka.max(l.min_keepalive)
+    };
+    let requested_expiry = if v.is_v5() {
+        c.properties.session_expiry_interval.unwrap_or(0)
+    } else if c.clean_start {
+        0
+    } else {
+        l.max_session_expiry_secs
+    };
+    let expiry = requested_expiry.min(l.max_session_expiry_secs);
+
+    let (handle, link, existed) = loop {
+        match broker.sessions.claim(&client_id, broker.session_limits) {
+            Claim::Claimed {
+                handle,
+                end,
+                existed,
+            } => break (handle, end, existed),
+            Claim::Busy(old) => {
+                tracing::info!(client_id = %client_id, "session taken over by a new connection");
+                old.take_over(ReasonCode::SESSION_TAKEN_OVER).await;
+            }
+        }
+    };
+    if c.clean_start && existed {
+        finish_session(broker, &handle);
+    }
+    let params = ConnectionParams {
+        version: v,
+        receive_maximum: c.properties.receive_maximum.unwrap_or(u16::MAX),
+        max_packet_size: c.properties.maximum_packet_size.unwrap_or(u32::MAX),
+        topic_alias_maximum: c.properties.topic_alias_maximum.unwrap_or(0),
+    };
+    let session_present = existed && !c.clean_start;
+    {
+        let mut s = handle.state();
+        if !session_present {
+            *s = Session::new(broker.session_limits);
+        }
+        s.expiry_interval = expiry;
+        // A client back before its Will Delay Interval ran out cancels the will.
+        s.pending_will = None;
+        s.attach(params);
+        handle.set_online(true);
+    }
+    let m = &broker.metrics;
+    let connected = m.clients_connected.fetch_add(1, Ordering::Relaxed) + 1;
+    m.clients_maximum.fetch_max(connected, Ordering::Relaxed);
+    tracing::info!(%client_id, %peer, version = v as u8, session_present, "client connected");
+
+    let mut properties = Properties::default();
+    if v.is_v5() {
+        properties = connack_properties(broker, assigned);
+        properties.server_keep_alive = (keep_alive != requested_ka).then_some(keep_alive);
+        properties.session_expiry_interval = (expiry != requested_expiry).then_some(expiry);
+    }
+    let ack = ConnAck {
+        session_present,
+        reason: ReasonCode::SUCCESS,
+        properties,
+    };
+    encode(&Packet::ConnAck(ack), v, &mut io.wbuf);
+
+    Ok(Connection {
+        broker: broker.clone(),
+        me: SessionRef(handle.clone()),
+        handle,
+        version: v,
+        peer,
+        keep_alive: Duration::from_secs(keep_alive.into()),
+        will: c.will,
+        connect_expiry: expiry,
+        link,
+        inbound_aliases: HashMap::new(),
+    })
+}
+
+/// CONNACK properties that advertise the broker's limits and capabilities (MQTT 5 3.2.2.3).
+fn connack_properties(broker: &Broker, assigned: Option<String>) -> Properties {
+    let cfg = &broker.config;
+    let l = &cfg.limits;
+    let off = |enabled: bool| (!enabled).then_some(0);
+    Properties {
+        assigned_client_identifier: assigned,
+        receive_maximum: (l.receive_maximum != u16::MAX).then_some(l.receive_maximum),
+        maximum_packet_size: Some(l.max_packet_size),
+        topic_alias_maximum: (l.max_topic_alias > 0).then_some(l.max_topic_alias),
+        maximum_qos: (cfg.mqtt.max_qos < 2).then_some(cfg.mqtt.max_qos),
+        retain_available: off(cfg.mqtt.retain_available),
+        wildcard_subscription_available: off(cfg.mqtt.wildcard_subscriptions),
+        subscription_identifier_available: off(cfg.mqtt.subscription_identifiers),
+        shared_subscription_available: off(cfg.mqtt.shared_subscriptions),
+        ..Properties::default()
+    }
+}

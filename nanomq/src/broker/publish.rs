@@ -1,0 +1,101 @@
+//! The publish path: retained store update and fan-out to every matching session's queue.
+//! The payload is shared by reference; per subscriber only the small [`Outgoing`] header is built.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::registry::SessionRef;
+use super::Broker;
+use crate::mqtt::{Properties, QoS, Will};
+use crate::session::{Message, Outgoing};
+
+/// Builds the routed form of a message: expiry turned into a deadline, and the properties that
+/// are per hop (topic alias, subscription ids, expiry, will delay) removed from the pass-through.
+pub(crate) fn message(
+    topic: Arc<str>,
+    payload: bytes::Bytes,
+    qos: QoS,
+    retain: bool,
+    mut properties: Properties,
+    now: Instant,
+) -> Message {
+    let expires_at = properties
+        .message_expiry_interval
+        .take()
+        .map(|s| now + std::time::Duration::from_secs(s.into()));
+    properties.topic_alias = None;
+    properties.will_delay_interval = None;
+    properties.subscription_identifiers.clear();
+    Message {
+        topic,
+        payload,
+        qos,
+        retain,
+        properties,
+        expires_at,
+    }
+}
+
+/// Routes a message to every matching subscriber and updates the retained store. `publisher`
+/// is the sending session (for No Local), None for broker-originated messages. Returns the
+/// number of subscribers it was queued for.
+pub(crate) fn route(broker: &Broker, message: Arc<Message>, publisher: Option<&SessionRef>) -> usize {
+    if message.retain && broker.config.mqtt.retain_available {
+        let keep = (!message.payload.is_empty()).then(|| message.clone());
+        broker.retained.set(&message.topic, keep);
+    }
+    let mut deliveries = Vec::new();
+    broker.subscriptions.match_topic(
+        &message.topic,
+        publisher,
+        |s| s.0.is_online(),
+        &mut deliveries,
+    );
+    let matched = deliveries.len();
+    for d in deliveries {
+        let item = Outgoing {
+            message: message.clone(),
+            qos: message.qos.min(d.qos),
+            retain: message.retain && d.retain_as_published,
+            subscription_identifiers: d.subscription_identifiers,
+        };
+        deliver(broker, &d.subscriber.0, item);
+    }
+    matched
+}
+
+/// Queues one delivery for a session and wakes its connection, counting what the queue limit
+/// made it drop.
+pub(crate) fn deliver(broker: &Broker, session: &super::registry::SessionHandle, item: Outgoing) {
+    let dropped = session.state().enqueue(item);
+    if let Some(d) = dropped {
+        let total = broker.metrics.messages_dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        // One line per power of two keeps a flood of drops from flooding the log.
+        if total.is_power_of_two() {
+            tracing::warn!(
+                client_id = %session.client_id,
+                topic = %d.message.topic,
+                qos = d.qos as u8,
+                dropped_total = total,
+                "session queue full: message dropped"
+            );
+        }
+    }
+    session.wake.notify_one();
+}
+
+/// Publishes a will message on behalf of a client that is gone.
+pub(crate) fn publish_will(broker: &Broker, will: Will) {
+    let m = message(
+        Arc::from(will.topic.as_str()),
+        will.payload,
+        will.qos,
+        will.retain,
+        will.properties,
+        Instant::now(),
+    );
+    broker.metrics.messages_received.fetch_add(1, Ordering::Relaxed);
+    route(broker, Arc::new(m), None);
+}

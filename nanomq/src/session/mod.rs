@@ -1,0 +1,345 @@
+//! Per-client MQTT session state, sans I/O (the quinn-proto habit): messages go in, packets come
+//! out into a buffer, and the clock is a parameter. The broker's connection task is a thin driver
+//! around it, and the same core serves every transport.
+//!
+//! A [`Session`] outlives its connections: subscriptions, queued messages, outbound QoS 1/2
+//! messages in flight and inbound QoS 2 packet ids all stay here while the client is away, so a
+//! resumed session continues exactly where it stopped. Its fields are plain data so a store can
+//! persist them.
+
+mod inflight;
+mod queue;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::time::Instant;
+
+pub use inflight::{Inflight, Phase};
+pub use queue::{FullPolicy, OutboundQueue};
+
+use crate::mqtt::{OutgoingPublish, Properties, ProtocolVersion, QoS, SubscriptionOptions, Will};
+
+/// An application message as the broker routes it: read once, then shared by every subscriber.
+#[derive(Debug)]
+pub struct Message {
+    /// Topic name.
+    pub topic: Arc<str>,
+    /// Payload, a slice of the publisher's read buffer.
+    pub payload: Bytes,
+    /// QoS it was published with; deliveries are downgraded from it.
+    pub qos: QoS,
+    /// RETAIN flag as published.
+    pub retain: bool,
+    /// Properties passed through unchanged (topic alias, expiry and subscription ids removed).
+    pub properties: Properties,
+    /// When the Message Expiry Interval runs out, if one was given.
+    pub expires_at: Option<Instant>,
+}
+
+impl Message {
+    /// Seconds of life left to put in the forwarded Message Expiry Interval, or `Err` if the
+    /// message has expired and must not be sent.
+    pub fn remaining_expiry(&self, now: Instant) -> Result<Option<u32>, Expired> {
+        match self.expires_at {
+            None => Ok(None),
+            Some(at) if at <= now => Err(Expired),
+            Some(at) => {
+                let left = at - now;
+                // Round up so a message never reaches a client with 0 (= no expiry) left.
+                let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+                Ok(Some(secs.min(u64::from(u32::MAX)) as u32))
+            }
+        }
+    }
+}
+
+/// The message's Message Expiry Interval has run out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expired;
+
+/// One message on its way to one subscriber: the shared message plus what is per subscriber.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// The shared message.
+    pub message: Arc<Message>,
+    /// Delivery QoS, already downgraded to the subscription's maximum.
+    pub qos: QoS,
+    /// RETAIN flag as delivered (Retain As Published, or a retained message sent at subscribe).
+    pub retain: bool,
+    /// Identifiers of every matching subscription.
+    pub subscription_identifiers: Vec<u32>,
+}
+
+/// One subscription as the session remembers it, to restore and to remove it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscriptionEntry {
+    /// Options granted (QoS already capped by the broker's maximum).
+    pub options: SubscriptionOptions,
+    /// Subscription Identifier, if the client gave one.
+    pub identifier: Option<u32>,
+}
+
+/// Limits from the configuration that shape a session's queues.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    /// Maximum messages waiting in the queue.
+    pub max_queued: usize,
+    /// What to drop when the queue is full.
+    pub full_policy: FullPolicy,
+    /// The broker's cap on outbound QoS 1/2 messages in flight.
+    pub max_inflight: u16,
+    /// The broker's cap on outgoing topic aliases (0 disables them).
+    pub max_outgoing_alias: u16,
+}
+
+/// What was negotiated for the connection currently attached to the session.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionParams {
+    /// Protocol version of the connection.
+    pub version: ProtocolVersion,
+    /// The client's Receive Maximum (65535 when it gave none).
+    pub receive_maximum: u16,
+    /// The client's Maximum Packet Size (u32::MAX when it gave none).
+    pub max_packet_size: u32,
+    /// The client's Topic Alias Maximum (0 when it gave none).
+    pub topic_alias_maximum: u16,
+}
+
+/// State of the attached connection that does not survive it.
+#[derive(Debug)]
+struct Attached {
+    params: ConnectionParams,
+    aliases: HashMap<Arc<str>, u16>,
+    alias_limit: u16,
+    resend: bool,
+}
+
+/// Counters of what a [`Session::write_pending`] call did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WriteStats {
+    /// PUBLISH packets written (resends included).
+    pub published: u64,
+    /// Messages dropped because their Message Expiry Interval ran out.
+    pub expired: u64,
+    /// Messages dropped because they exceed the client's Maximum Packet Size.
+    pub too_large: u64,
+}
+
+/// A client's session; see the module documentation.
+#[derive(Debug)]
+pub struct Session {
+    limits: SessionLimits,
+    queue: OutboundQueue,
+    inflight: Inflight,
+    inbound_qos2: HashSet<u16>,
+    /// Subscriptions by filter (shared filters keep their `$share/group/` prefix).
+    pub subscriptions: HashMap<String, SubscriptionEntry>,
+    /// Session Expiry Interval in seconds (0: ends with the connection; u32::MAX: never).
+    pub expiry_interval: u32,
+    /// A will waiting for its Will Delay Interval or for the session to end.
+    pub pending_will: Option<Will>,
+    attached: Option<Attached>,
+}
+
+impl Session {
+    /// A new, empty, detached session.
+    pub fn new(limits: SessionLimits) -> Self {
+        Session {
+            limits,
+            queue: OutboundQueue::default(),
+            inflight: Inflight::default(),
+            inbound_qos2: HashSet::new(),
+            subscriptions: HashMap::new(),
+            expiry_interval: 0,
+            pending_will: None,
+            attached: None,
+        }
+    }
+
+    /// True while a connection is attached.
+    pub fn is_online(&self) -> bool {
+        self.attached.is_some()
+    }
+
+    /// Attaches a new connection: aliases start afresh and everything in flight is resent
+    /// (PUBLISH with DUP, or PUBREL) before anything new.
+    pub fn attach(&mut self, params: ConnectionParams) {
+        let alias_limit = if params.version.is_v5() {
+            params.topic_alias_maximum.min(self.limits.max_outgoing_alias)
+        } else {
+            0
+        };
+        self.attached = Some(Attached {
+            params,
+            aliases: HashMap::new(),
+            alias_limit,
+            resend: !self.inflight.is_empty(),
+        });
+    }
+
+    /// Detaches the connection. QoS 0 messages are not kept for an offline session; the number
+    /// dropped is returned.
+    pub fn detach(&mut self) -> usize {
+        self.attached = None;
+        self.queue.drop_qos0()
+    }
+
+    /// Queues a message for delivery. An offline session does not take QoS 0. Returns the
+    /// message dropped to respect the queue limit, if any.
+    pub fn enqueue(&mut self, item: Outgoing) -> Option<Outgoing> {
+        if self.attached.is_none() && item.qos == QoS::AtMostOnce {
+            return None;
+        }
+        self.queue
+            .push(item, self.limits.max_queued, self.limits.full_policy)
+    }
+
+    /// Messages waiting (not yet in flight).
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// True when `write_pending` has something to write now.
+    pub fn has_pending(&self) -> bool {
+        match &self.attached {
+            None => false,
+            Some(a) => a.resend || (!self.queue.is_empty() && self.window_open(a)),
+        }
+    }
+
+    fn window_open(&self, a: &Attached) -> bool {
+        let window = usize::from(a.params.receive_maximum.min(self.limits.max_inflight));
+        match self.queue.front() {
+            Some(m) if m.qos == QoS::AtMostOnce => true,
+            Some(_) => self.inflight.len() < window,
+            None => false,
+        }
+    }
+
+    /// Encodes what can be sent now into `out`, stopping once `out` holds `budget` bytes:
+    /// first the resends after a reconnect, then queued messages in order while the in-flight
+    /// window (the client's Receive Maximum, capped by the broker's) has room.
+    pub fn write_pending(&mut self, now: Instant, out: &mut BytesMut, budget: usize) -> WriteStats {
+        let mut stats = WriteStats::default();
+        let Some(mut a) = self.attached.take() else {
+            return stats;
+        };
+        if a.resend {
+            self.inflight.resend_all(a.params.version, now, out, &mut stats);
+            a.resend = false;
+        }
+        while out.len() < budget && self.window_open(&a) {
+            let Some(item) = self.queue.pop() else { break };
+            let expiry = match item.message.remaining_expiry(now) {
+                Ok(e) => e,
+                Err(Expired) => {
+                    stats.expired += 1;
+                    continue;
+                }
+            };
+            let packet_id = if item.qos == QoS::AtMostOnce {
+                0
+            } else {
+                self.inflight.next_packet_id()
+            };
+            let topic = &item.message.topic;
+            let (topic_field, alias) = outgoing_alias(&mut a, topic);
+            let publish = OutgoingPublish {
+                dup: false,
+                qos: item.qos,
+                retain: item.retain,
+                topic: topic_field,
+                packet_id,
+                topic_alias: alias,
+                message_expiry_interval: expiry,
+                subscription_identifiers: &item.subscription_identifiers,
+                properties: &item.message.properties,
+                payload: &item.message.payload,
+            };
+            if publish.encoded_len(a.params.version) > a.params.max_packet_size as usize {
+                // MQTT-3.1.2-25: discard as if delivered. An alias assigned just now would be
+                // unknown to the client: forget it.
+                if topic_field.len() == topic.len() && alias.is_some() {
+                    a.aliases.remove(topic);
+                }
+                stats.too_large += 1;
+                continue;
+            }
+            publish.encode(a.params.version, out);
+            stats.published += 1;
+            if packet_id != 0 {
+                self.inflight.insert(packet_id, item);
+            }
+        }
+        self.attached = Some(a);
+        stats
+    }
+
+    /// PUBACK from the client. Returns false for an unknown packet id.
+    pub fn on_puback(&mut self, packet_id: u16) -> bool {
+        self.inflight.complete(packet_id, Phase::AwaitAck)
+    }
+
+    /// PUBREC from the client: true when a PUBREL must be sent. A failure reason ends the flow.
+    pub fn on_pubrec(&mut self, packet_id: u16, failed: bool) -> bool {
+        if failed {
+            self.inflight.complete(packet_id, Phase::AwaitRec);
+            false
+        } else {
+            self.inflight.released(packet_id)
+        }
+    }
+
+    /// PUBCOMP from the client. Returns false for an unknown packet id.
+    pub fn on_pubcomp(&mut self, packet_id: u16) -> bool {
+        self.inflight.complete(packet_id, Phase::AwaitComp)
+    }
+
+    /// An inbound QoS 2 PUBLISH: true if this packet id is new and the message must be routed,
+    /// false if it is a retransmission of one already received (exactly once).
+    pub fn on_inbound_qos2(&mut self, packet_id: u16) -> bool {
+        self.inbound_qos2.insert(packet_id)
+    }
+
+    /// True if an inbound QoS 2 message with this packet id awaits PUBREL.
+    pub fn has_inbound_qos2(&self, packet_id: u16) -> bool {
+        self.inbound_qos2.contains(&packet_id)
+    }
+
+    /// PUBREL from the client: true if the packet id was known.
+    pub fn on_pubrel(&mut self, packet_id: u16) -> bool {
+        self.inbound_qos2.remove(&packet_id)
+    }
+
+    /// Inbound QoS 2 messages awaiting PUBREL: they count against the broker's Receive Maximum.
+    pub fn inbound_in_flight(&self) -> usize {
+        self.inbound_qos2.len()
+    }
+
+    /// Outbound QoS 1/2 messages awaiting acknowledgement.
+    pub fn outbound_in_flight(&self) -> usize {
+        self.inflight.len()
+    }
+}
+
+/// Picks the topic and Topic Alias for one PUBLISH: the topic and a new alias while aliases
+/// remain, then an empty topic with that alias for every later message on the topic.
+fn outgoing_alias<'a>(a: &mut Attached, topic: &'a Arc<str>) -> (&'a str, Option<u16>) {
+    if a.alias_limit == 0 {
+        return (topic, None);
+    }
+    if let Some(&alias) = a.aliases.get(topic) {
+        return ("", Some(alias));
+    }
+    let next = a.aliases.len() as u16 + 1;
+    if next > a.alias_limit {
+        return (topic, None);
+    }
+    a.aliases.insert(topic.clone(), next);
+    (topic, Some(next))
+}
+
+#[cfg(test)]
+pub(crate) mod tests;
