@@ -1,6 +1,6 @@
 //! nanomq: an edge MQTT broker.
+pub mod broker;
 pub mod config;
 pub mod mqtt;
 pub mod router;
 pub mod session;
-pub mod broker;

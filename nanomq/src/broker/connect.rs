@@ -72,7 +72,10 @@ where
         match decode(&mut io.rbuf, ProtocolVersion::V5, max) {
             Ok(Some(Packet::Connect(c))) => return Ok(c),
             Ok(Some(other)) => {
-                tracing::debug!("first packet is {} instead of CONNECT: closing", other.name());
+                tracing::debug!(
+                    "first packet is {} instead of CONNECT: closing",
+                    other.name()
+                );
                 return Err(None);
             }
             Ok(None) => match io.read_more(broker).await {
@@ -112,14 +115,14 @@ fn check(broker: &Broker, c: &Connect) -> Result<(), ReasonCode> {
     if c.properties.authentication_method.is_some() {
         return Err(ReasonCode::BAD_AUTHENTICATION_METHOD);
     }
-    if c.client_id.is_empty() && !(c.protocol.is_v5() || (c.protocol == ProtocolVersion::V311 && c.clean_start)) {
+    if c.client_id.is_empty()
+        && !(c.protocol.is_v5() || (c.protocol == ProtocolVersion::V311 && c.clean_start))
+    {
         return Err(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
     }
     // 3.x clients cannot be told another keepalive: refuse what is out of bounds, like Mosquitto.
     let l = &cfg.limits;
-    if !c.protocol.is_v5()
-        && (c.keep_alive > l.max_keepalive || (c.keep_alive < l.min_keepalive))
-    {
+    if !c.protocol.is_v5() && (c.keep_alive > l.max_keepalive || (c.keep_alive < l.min_keepalive)) {
         return Err(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
     }
     if let Some(w) = &c.will {
@@ -159,7 +162,8 @@ where
     let client_id = assigned.clone().unwrap_or(c.client_id);
 
     let requested_ka = c.keep_alive;
-    let keep_alive = if requested_ka > l.max_keepalive || (requested_ka == 0 && l.min_keepalive > 0) {
+    let keep_alive = if requested_ka > l.max_keepalive || (requested_ka == 0 && l.min_keepalive > 0)
+    {
         l.max_keepalive
     } else {
         requested_ka.max(l.min_keepalive)

@@ -52,7 +52,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Io<R, W> {
         }
         let done = tokio::time::timeout(GOODBYE_TIMEOUT, self.wr.write_all(&self.wbuf)).await;
         if matches!(done, Ok(Ok(()))) {
-            broker.metrics.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
+            broker
+                .metrics
+                .bytes_sent
+                .fetch_add(n as u64, Ordering::Relaxed);
         }
         self.wbuf.clear();
         let _ = self.wr.shutdown().await;
@@ -69,7 +72,10 @@ async fn read_into<R: AsyncRead + Unpin>(
         buf.reserve(4096);
     }
     let n = rd.read_buf(buf).await?;
-    broker.metrics.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
+    broker
+        .metrics
+        .bytes_received
+        .fetch_add(n as u64, Ordering::Relaxed);
     Ok(n)
 }
 
@@ -208,9 +214,11 @@ impl Connection {
             s.write_pending(Instant::now(), &mut io.wbuf, WRITE_BUDGET)
         };
         let m = &self.broker.metrics;
-        m.messages_sent.fetch_add(stats.published, Ordering::Relaxed);
+        m.messages_sent
+            .fetch_add(stats.published, Ordering::Relaxed);
         if stats.expired > 0 {
-            m.messages_expired.fetch_add(stats.expired, Ordering::Relaxed);
+            m.messages_expired
+                .fetch_add(stats.expired, Ordering::Relaxed);
         }
         if stats.too_large > 0 {
             tracing::debug!(
@@ -288,10 +296,9 @@ impl Connection {
             Packet::Auth(_) | Packet::Connect(_) => {
                 Err(Ending::Violation(ReasonCode::PROTOCOL_ERROR))
             }
-            Packet::ConnAck(_)
-            | Packet::SubAck(_)
-            | Packet::UnsubAck(_)
-            | Packet::PingResp => Err(Ending::Violation(ReasonCode::PROTOCOL_ERROR)),
+            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
+                Err(Ending::Violation(ReasonCode::PROTOCOL_ERROR))
+            }
         }
     }
 
@@ -345,7 +352,14 @@ impl Connection {
         };
         let mut matched = 0;
         if route_now {
-            let m = message(topic, p.payload, p.qos, p.retain, p.properties, Instant::now());
+            let m = message(
+                topic,
+                p.payload,
+                p.qos,
+                p.retain,
+                p.properties,
+                Instant::now(),
+            );
             matched = route(&self.broker, Arc::new(m), Some(&self.me));
         }
         let reason = if matched == 0 && route_now {

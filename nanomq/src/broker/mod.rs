@@ -210,3 +210,6 @@ impl Broker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -41,7 +41,11 @@ pub(crate) fn message(
 /// Routes a message to every matching subscriber and updates the retained store. `publisher`
 /// is the sending session (for No Local), None for broker-originated messages. Returns the
 /// number of subscribers it was queued for.
-pub(crate) fn route(broker: &Broker, message: Arc<Message>, publisher: Option<&SessionRef>) -> usize {
+pub(crate) fn route(
+    broker: &Broker,
+    message: Arc<Message>,
+    publisher: Option<&SessionRef>,
+) -> usize {
     if message.retain && broker.config.mqtt.retain_available {
         let keep = (!message.payload.is_empty()).then(|| message.clone());
         broker.retained.set(&message.topic, keep);
@@ -71,7 +75,11 @@ pub(crate) fn route(broker: &Broker, message: Arc<Message>, publisher: Option<&S
 pub(crate) fn deliver(broker: &Broker, session: &super::registry::SessionHandle, item: Outgoing) {
     let dropped = session.state().enqueue(item);
     if let Some(d) = dropped {
-        let total = broker.metrics.messages_dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        let total = broker
+            .metrics
+            .messages_dropped
+            .fetch_add(1, Ordering::Relaxed)
+            + 1;
         // One line per power of two keeps a flood of drops from flooding the log.
         if total.is_power_of_two() {
             tracing::warn!(
@@ -96,6 +104,9 @@ pub(crate) fn publish_will(broker: &Broker, will: Will) {
         will.properties,
         Instant::now(),
     );
-    broker.metrics.messages_received.fetch_add(1, Ordering::Relaxed);
+    broker
+        .metrics
+        .messages_received
+        .fetch_add(1, Ordering::Relaxed);
     route(broker, Arc::new(m), None);
 }

@@ -109,11 +109,9 @@ impl Connection {
     fn send_retained(&self, filter: &str, options: SubscriptionOptions, id: Option<u32>) {
         let now = Instant::now();
         let mut found: Vec<Arc<Message>> = Vec::new();
-        self.broker.retained.matching(
-            filter,
-            |m| m.remaining_expiry(now).is_ok(),
-            &mut found,
-        );
+        self.broker
+            .retained
+            .matching(filter, |m| m.remaining_expiry(now).is_ok(), &mut found);
         for message in found {
             let item = Outgoing {
                 qos: message.qos.min(options.qos),

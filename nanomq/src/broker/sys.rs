@@ -17,7 +17,11 @@ pub(crate) async fn publish_loop(broker: Arc<Broker>) {
     if secs == 0 {
         return;
     }
-    publish(&broker, "$SYS/broker/version", concat!("nanomq ", env!("CARGO_PKG_VERSION")).into());
+    publish(
+        &broker,
+        "$SYS/broker/version",
+        concat!("nanomq ", env!("CARGO_PKG_VERSION")).into(),
+    );
     let mut stop = broker.stop.clone();
     let mut tick = tokio::time::interval(Duration::from_secs(secs));
     loop {
@@ -39,14 +43,20 @@ fn publish_stats(broker: &Broker) {
         ("clients/connected", connected.to_string()),
         ("clients/active", connected.to_string()),
         ("clients/total", total.max(connected).to_string()),
-        ("clients/disconnected", total.saturating_sub(connected).to_string()),
+        (
+            "clients/disconnected",
+            total.saturating_sub(connected).to_string(),
+        ),
         ("clients/maximum", load(&m.clients_maximum)),
         ("messages/received", load(&m.messages_received)),
         ("messages/sent", load(&m.messages_sent)),
         ("messages/dropped", load(&m.messages_dropped)),
         ("bytes/received", load(&m.bytes_received)),
         ("bytes/sent", load(&m.bytes_sent)),
-        ("subscriptions/count", broker.subscriptions.len().to_string()),
+        (
+            "subscriptions/count",
+            broker.subscriptions.len().to_string(),
+        ),
         ("retained messages/count", broker.retained.len().to_string()),
         ("messages/expired", load(&m.messages_expired)),
     ];

@@ -167,7 +167,9 @@ impl Session {
     /// (PUBLISH with DUP, or PUBREL) before anything new.
     pub fn attach(&mut self, params: ConnectionParams) {
         let alias_limit = if params.version.is_v5() {
-            params.topic_alias_maximum.min(self.limits.max_outgoing_alias)
+            params
+                .topic_alias_maximum
+                .min(self.limits.max_outgoing_alias)
         } else {
             0
         };
@@ -227,7 +229,8 @@ impl Session {
             return stats;
         };
         if a.resend {
-            self.inflight.resend_all(a.params.version, now, out, &mut stats);
+            self.inflight
+                .resend_all(a.params.version, now, out, &mut stats);
             a.resend = false;
         }
         while out.len() < budget && self.window_open(&a) {

@@ -98,41 +98,70 @@ mod tests {
     use crate::session::tests::outgoing;
 
     fn qos_of(q: &OutboundQueue) -> Vec<(u8, QoS)> {
-        q.items.iter().map(|m| (m.message.payload[0], m.qos)).collect()
+        q.items
+            .iter()
+            .map(|m| (m.message.payload[0], m.qos))
+            .collect()
     }
 
     #[test]
     fn qos0_is_dropped_first_then_policy() {
         let mut q = OutboundQueue::default();
-        assert!(q.push(outgoing(1, QoS::AtLeastOnce), 2, FullPolicy::DropNew).is_none());
-        assert!(q.push(outgoing(2, QoS::AtMostOnce), 2, FullPolicy::DropNew).is_none());
+        assert!(q
+            .push(outgoing(1, QoS::AtLeastOnce), 2, FullPolicy::DropNew)
+            .is_none());
+        assert!(q
+            .push(outgoing(2, QoS::AtMostOnce), 2, FullPolicy::DropNew)
+            .is_none());
         // Full: a QoS 0 newcomer is dropped itself.
-        let d = q.push(outgoing(3, QoS::AtMostOnce), 2, FullPolicy::DropNew).unwrap();
+        let d = q
+            .push(outgoing(3, QoS::AtMostOnce), 2, FullPolicy::DropNew)
+            .unwrap();
         assert_eq!(d.message.payload[0], 3);
         // Full: a QoS 1 newcomer evicts the queued QoS 0.
-        let d = q.push(outgoing(4, QoS::AtLeastOnce), 2, FullPolicy::DropNew).unwrap();
+        let d = q
+            .push(outgoing(4, QoS::AtLeastOnce), 2, FullPolicy::DropNew)
+            .unwrap();
         assert_eq!(d.message.payload[0], 2);
-        assert_eq!(qos_of(&q), vec![(1, QoS::AtLeastOnce), (4, QoS::AtLeastOnce)]);
+        assert_eq!(
+            qos_of(&q),
+            vec![(1, QoS::AtLeastOnce), (4, QoS::AtLeastOnce)]
+        );
         // drop-new keeps the queue.
-        let d = q.push(outgoing(5, QoS::AtLeastOnce), 2, FullPolicy::DropNew).unwrap();
+        let d = q
+            .push(outgoing(5, QoS::AtLeastOnce), 2, FullPolicy::DropNew)
+            .unwrap();
         assert_eq!(d.message.payload[0], 5);
         // drop-oldest evicts the head.
-        let d = q.push(outgoing(6, QoS::ExactlyOnce), 2, FullPolicy::DropOldest).unwrap();
+        let d = q
+            .push(outgoing(6, QoS::ExactlyOnce), 2, FullPolicy::DropOldest)
+            .unwrap();
         assert_eq!(d.message.payload[0], 1);
-        assert_eq!(qos_of(&q), vec![(4, QoS::AtLeastOnce), (6, QoS::ExactlyOnce)]);
+        assert_eq!(
+            qos_of(&q),
+            vec![(4, QoS::AtLeastOnce), (6, QoS::ExactlyOnce)]
+        );
     }
 
     #[test]
     fn drop_qos0_keeps_order_of_the_rest() {
         let mut q = OutboundQueue::default();
-        for (i, qos) in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::AtMostOnce, QoS::ExactlyOnce]
-            .into_iter()
-            .enumerate()
+        for (i, qos) in [
+            QoS::AtMostOnce,
+            QoS::AtLeastOnce,
+            QoS::AtMostOnce,
+            QoS::ExactlyOnce,
+        ]
+        .into_iter()
+        .enumerate()
         {
             q.push(outgoing(i as u8, qos), 10, FullPolicy::DropNew);
         }
         assert_eq!(q.drop_qos0(), 2);
-        assert_eq!(qos_of(&q), vec![(1, QoS::AtLeastOnce), (3, QoS::ExactlyOnce)]);
+        assert_eq!(
+            qos_of(&q),
+            vec![(1, QoS::AtLeastOnce), (3, QoS::ExactlyOnce)]
+        );
         assert_eq!(q.pop().unwrap().message.payload[0], 1);
         assert_eq!(q.len(), 1);
     }

@@ -1,0 +1,220 @@
+//! In-process broker tests on the paused tokio clock: timers (keepalive, CONNECT timeout, will
+//! delay, session expiry) are checked exactly and instantly over real loopback sockets.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+
+use crate::config::Config;
+use crate::mqtt::{
+    decode, encode, ConnAck, Connect, Packet, Properties, ProtocolVersion, QoS, ReasonCode,
+    Subscribe, SubscriptionOptions, Will,
+};
+
+/// Starts a broker on 127.0.0.1:0; it stops when the returned sender is dropped.
+async fn start(config: Config) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let lc = config.listeners[0].clone();
+    tokio::spawn(super::serve(config, vec![(lc, listener)], async move {
+        let _ = rx.await;
+    }));
+    (addr, tx)
+}
+
+/// A minimal client on the project's own codec.
+struct Client {
+    stream: TcpStream,
+    rbuf: BytesMut,
+}
+
+impl Client {
+    async fn open(addr: SocketAddr) -> Client {
+        Client {
+            stream: TcpStream::connect(addr).await.unwrap(),
+            rbuf: BytesMut::new(),
+        }
+    }
+
+    async fn connect(addr: SocketAddr, c: Connect) -> (Client, ConnAck) {
+        let mut client = Client::open(addr).await;
+        client.send(Packet::Connect(Box::new(c))).await;
+        match client.recv().await {
+            Some(Packet::ConnAck(a)) => (client, a),
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    }
+
+    async fn send(&mut self, p: Packet) {
+        let mut out = BytesMut::new();
+        encode(&p, ProtocolVersion::V5, &mut out);
+        self.stream.write_all(&out).await.unwrap();
+    }
+
+    /// The next packet, or None once the broker closed the connection.
+    async fn recv(&mut self) -> Option<Packet> {
+        loop {
+            if let Some(p) = decode(&mut self.rbuf, ProtocolVersion::V5, u32::MAX).unwrap() {
+                return Some(p);
+            }
+            match self.stream.read_buf(&mut self.rbuf).await {
+                Ok(n) if n > 0 => {}
+                _ => return None,
+            }
+        }
+    }
+}
+
+fn v5(client_id: &str, keep_alive: u16, expiry: u32) -> Connect {
+    Connect {
+        protocol: ProtocolVersion::V5,
+        clean_start: false,
+        keep_alive,
+        client_id: client_id.into(),
+        properties: Properties {
+            session_expiry_interval: Some(expiry),
+            ..Properties::default()
+        },
+        ..Connect::default()
+    }
+}
+
+fn subscribe(filter: &str) -> Packet {
+    Packet::Subscribe(Subscribe {
+        packet_id: 1,
+        filters: vec![(
+            filter.into(),
+            SubscriptionOptions {
+                qos: QoS::AtLeastOnce,
+                ..SubscriptionOptions::default()
+            },
+        )],
+        ..Subscribe::default()
+    })
+}
+
+fn with_will(mut c: Connect, delay: u32) -> Connect {
+    c.will = Some(Will {
+        topic: "will/t".into(),
+        payload: Bytes::from_static(b"gone"),
+        properties: Properties {
+            will_delay_interval: Some(delay),
+            ..Properties::default()
+        },
+        ..Will::default()
+    });
+    c
+}
+
+#[tokio::test(start_paused = true)]
+async fn keepalive_is_enforced_at_one_and_a_half_times() {
+    let (addr, _stop) = start(Config::default()).await;
+    let (mut c, ack) = Client::connect(addr, v5("ka", 10, 0)).await;
+    assert_eq!(ack.reason, ReasonCode::SUCCESS);
+    let t0 = Instant::now();
+    match c.recv().await {
+        Some(Packet::Disconnect(d)) => assert_eq!(d.reason, ReasonCode::KEEP_ALIVE_TIMEOUT),
+        other => panic!("{other:?}"),
+    }
+    let waited = t0.elapsed();
+    assert!(
+        waited >= Duration::from_secs(15) && waited < Duration::from_secs(16),
+        "{waited:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn ping_keeps_the_connection_alive() {
+    let (addr, _stop) = start(Config::default()).await;
+    let (mut c, _) = Client::connect(addr, v5("ping", 10, 0)).await;
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_secs(9)).await;
+        c.send(Packet::PingReq).await;
+        assert_eq!(c.recv().await, Some(Packet::PingResp));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_keep_alive_caps_the_clients_request() {
+    let mut config = Config::default();
+    config.limits.max_keepalive = 60;
+    let (addr, _stop) = start(config).await;
+    let (_c, ack) = Client::connect(addr, v5("cap", 300, 0)).await;
+    assert_eq!(ack.properties.server_keep_alive, Some(60));
+}
+
+#[tokio::test(start_paused = true)]
+async fn silent_sockets_are_closed_at_the_connect_timeout() {
+    let mut config = Config::default();
+    config.limits.connect_timeout_secs = 7;
+    let (addr, _stop) = start(config).await;
+    let mut c = Client::open(addr).await;
+    let t0 = Instant::now();
+    assert_eq!(c.recv().await, None);
+    let waited = t0.elapsed();
+    assert!(
+        waited >= Duration::from_secs(7) && waited < Duration::from_secs(8),
+        "{waited:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn will_waits_for_its_delay() {
+    let (addr, _stop) = start(Config::default()).await;
+    let (mut watcher, _) = Client::connect(addr, v5("watcher", 0, 0)).await;
+    watcher.send(subscribe("will/#")).await;
+    assert!(matches!(watcher.recv().await, Some(Packet::SubAck(_))));
+    let (dying, _) = Client::connect(addr, with_will(v5("dying", 0, 100), 5)).await;
+    let t0 = Instant::now();
+    drop(dying);
+    match watcher.recv().await {
+        Some(Packet::Publish(p)) => assert_eq!(&p.payload[..], b"gone"),
+        other => panic!("{other:?}"),
+    }
+    let waited = t0.elapsed();
+    assert!(
+        waited >= Duration::from_secs(5) && waited < Duration::from_secs(6),
+        "{waited:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn reconnect_within_the_will_delay_cancels_the_will() {
+    let (addr, _stop) = start(Config::default()).await;
+    let (mut watcher, _) = Client::connect(addr, v5("watcher", 0, 0)).await;
+    watcher.send(subscribe("will/#")).await;
+    assert!(matches!(watcher.recv().await, Some(Packet::SubAck(_))));
+    let (dying, _) = Client::connect(addr, with_will(v5("back", 0, 100), 5)).await;
+    drop(dying);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_again, ack) = Client::connect(addr, v5("back", 0, 100)).await;
+    assert!(ack.session_present);
+    let nothing = tokio::time::timeout(Duration::from_secs(30), watcher.recv()).await;
+    assert!(nothing.is_err(), "no will expected, got {nothing:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn session_expiry_ends_the_session_and_sends_a_longer_delayed_will() {
+    let (addr, _stop) = start(Config::default()).await;
+    let (mut watcher, _) = Client::connect(addr, v5("watcher", 0, 0)).await;
+    watcher.send(subscribe("will/#")).await;
+    assert!(matches!(watcher.recv().await, Some(Packet::SubAck(_))));
+    let (mut c, _) = Client::connect(addr, with_will(v5("short", 0, 3), 60)).await;
+    c.send(subscribe("x")).await;
+    assert!(matches!(c.recv().await, Some(Packet::SubAck(_))));
+    let t0 = Instant::now();
+    drop(c);
+    assert!(matches!(watcher.recv().await, Some(Packet::Publish(_))));
+    let waited = t0.elapsed();
+    assert!(
+        waited >= Duration::from_secs(3) && waited < Duration::from_secs(4),
+        "{waited:?}"
+    );
+    let (_c, ack) = Client::connect(addr, v5("short", 0, 3)).await;
+    assert!(!ack.session_present, "the session expired");
+}
