@@ -1,4 +1,5 @@
 //! nanomq: an edge MQTT broker.
 pub mod broker;
+pub mod cli;
 pub mod config;
 pub mod mqtt;
