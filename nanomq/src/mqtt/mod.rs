@@ -41,11 +41,13 @@ pub use unsuback::UnsubAck;
 pub use unsubscribe::Unsubscribe;
 
 /// The protocol level byte of CONNECT; it decides the wire format of every later packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// Defaults to 3.1.1, the version most clients speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub enum ProtocolVersion {
     /// MQTT 3.1, protocol name "MQIsdp", level 3.
     V31 = 3,
     /// MQTT 3.1.1, protocol name "MQTT", level 4.
+    #[default]
     V311 = 4,
     /// MQTT 5.0, protocol name "MQTT", level 5.
     V5 = 5,
@@ -139,3 +141,6 @@ impl Packet {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,6 +4,9 @@
 
 use bytes::Bytes;
 
+use super::primitives::{Counter, Reader, Sink};
+use super::DecodeError;
+
 /// Every MQTT 5 property. `None` / empty means absent.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Properties {
@@ -61,4 +64,305 @@ pub struct Properties {
     pub subscription_identifier_available: Option<u8>,
     /// 0x2A, CONNACK: 0 or 1.
     pub shared_subscription_available: Option<u8>,
+}
+
+/// The packet (or will) a property list belongs to; it decides which properties are allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Context {
+    Connect,
+    ConnAck,
+    Publish,
+    Will,
+    /// PUBACK, PUBREC, PUBREL and PUBCOMP.
+    PubAck,
+    Subscribe,
+    SubAck,
+    Unsubscribe,
+    UnsubAck,
+    Disconnect,
+    Auth,
+}
+
+impl Context {
+    const fn bit(self) -> u16 {
+        1 << self as u16
+    }
+}
+
+const fn mask(contexts: &[Context]) -> u16 {
+    let mut m = 0;
+    let mut i = 0;
+    while i < contexts.len() {
+        m |= contexts[i].bit();
+        i += 1;
+    }
+    m
+}
+
+use Context as C;
+
+const MESSAGE: u16 = mask(&[C::Publish, C::Will]);
+const EVERY: u16 = u16::MAX;
+
+/// Contexts where property `id` may appear (spec 2.2.2.2, table 2-4); `None` for unknown ids.
+const fn allowed_in(id: u32) -> Option<u16> {
+    Some(match id {
+        0x01 | 0x02 | 0x03 | 0x08 | 0x09 => MESSAGE,
+        0x0B => mask(&[C::Publish, C::Subscribe]),
+        0x11 => mask(&[C::Connect, C::ConnAck, C::Disconnect]),
+        0x12 | 0x13 | 0x1A | 0x24 | 0x25 | 0x28 | 0x29 | 0x2A => C::ConnAck.bit(),
+        0x15 | 0x16 => mask(&[C::Connect, C::ConnAck, C::Auth]),
+        0x17 | 0x19 => C::Connect.bit(),
+        0x18 => C::Will.bit(),
+        0x1C => mask(&[C::ConnAck, C::Disconnect]),
+        0x1F => mask(&[
+            C::ConnAck,
+            C::PubAck,
+            C::SubAck,
+            C::UnsubAck,
+            C::Disconnect,
+            C::Auth,
+        ]),
+        0x21 | 0x22 | 0x27 => mask(&[C::Connect, C::ConnAck]),
+        0x23 => C::Publish.bit(),
+        0x26 => EVERY,
+        _ => return None,
+    })
+}
+
+fn allows(ctx: Context, id: u8) -> bool {
+    allowed_in(u32::from(id)).is_some_and(|m| m & ctx.bit() != 0)
+}
+
+/// Stores a property that may appear at most once (the caller has already rejected repeats).
+fn once<T>(slot: &mut Option<T>, value: T) {
+    *slot = Some(value);
+}
+
+fn flag(r: &mut Reader) -> Result<u8, DecodeError> {
+    match r.u8()? {
+        v @ (0 | 1) => Ok(v),
+        _ => Err(DecodeError::Protocol("property must be 0 or 1")),
+    }
+}
+
+fn non_zero_u16(r: &mut Reader) -> Result<u16, DecodeError> {
+    match r.u16()? {
+        0 => Err(DecodeError::Protocol("property must not be 0")),
+        v => Ok(v),
+    }
+}
+
+impl Properties {
+    /// Reads a property length and the properties it covers, as allowed in `ctx`.
+    pub(crate) fn decode(r: &mut Reader, ctx: Context) -> Result<Properties, DecodeError> {
+        let len = r.varint()?;
+        let mut r = r.section(len as usize)?;
+        let mut p = Properties::default();
+        let mut seen = 0u64;
+        while !r.is_empty() {
+            let id = r.varint()?;
+            let allowed =
+                allowed_in(id).ok_or(DecodeError::Malformed("unknown property identifier"))?;
+            if allowed & ctx.bit() == 0 {
+                return Err(DecodeError::Protocol("property not allowed in this packet"));
+            }
+            let repeatable = id == 0x26 || (id == 0x0B && ctx == Context::Publish);
+            // Known ids are all below 64.
+            if !repeatable && seen & (1u64 << id) != 0 {
+                return Err(DecodeError::Protocol("property appears twice"));
+            }
+            seen |= 1u64 << id;
+            p.decode_one(id, &mut r)?;
+        }
+        Ok(p)
+    }
+
+    fn decode_one(&mut self, id: u32, r: &mut Reader) -> Result<(), DecodeError> {
+        match id {
+            0x01 => once(&mut self.payload_format_indicator, flag(r)?),
+            0x02 => once(&mut self.message_expiry_interval, r.u32()?),
+            0x03 => once(&mut self.content_type, r.string()?),
+            0x08 => once(&mut self.response_topic, r.string()?),
+            0x09 => once(&mut self.correlation_data, r.binary()?),
+            0x0B => match r.varint()? {
+                0 => return Err(DecodeError::Protocol("subscription identifier 0")),
+                v => self.subscription_identifiers.push(v),
+            },
+            0x11 => once(&mut self.session_expiry_interval, r.u32()?),
+            0x12 => once(&mut self.assigned_client_identifier, r.string()?),
+            0x13 => once(&mut self.server_keep_alive, r.u16()?),
+            0x15 => once(&mut self.authentication_method, r.string()?),
+            0x16 => once(&mut self.authentication_data, r.binary()?),
+            0x17 => once(&mut self.request_problem_information, flag(r)?),
+            0x18 => once(&mut self.will_delay_interval, r.u32()?),
+            0x19 => once(&mut self.request_response_information, flag(r)?),
+            0x1A => once(&mut self.response_information, r.string()?),
+            0x1C => once(&mut self.server_reference, r.string()?),
+            0x1F => once(&mut self.reason_string, r.string()?),
+            0x21 => once(&mut self.receive_maximum, non_zero_u16(r)?),
+            0x22 => once(&mut self.topic_alias_maximum, r.u16()?),
+            0x23 => once(&mut self.topic_alias, non_zero_u16(r)?),
+            0x24 => once(&mut self.maximum_qos, flag(r)?),
+            0x25 => once(&mut self.retain_available, flag(r)?),
+            0x26 => {
+                let pair = (r.string()?, r.string()?);
+                self.user_properties.push(pair);
+            }
+            0x27 => match r.u32()? {
+                0 => return Err(DecodeError::Protocol("maximum packet size 0")),
+                v => once(&mut self.maximum_packet_size, v),
+            },
+            0x28 => once(&mut self.wildcard_subscription_available, flag(r)?),
+            0x29 => once(&mut self.subscription_identifier_available, flag(r)?),
+            0x2A => once(&mut self.shared_subscription_available, flag(r)?),
+            // `decode` only passes ids that `allowed_in` knows.
+            _ => return Err(DecodeError::Malformed("unknown property identifier")),
+        }
+        Ok(())
+    }
+
+    /// The properties as written in `ctx`: only those the packet allows, so a stray field set by
+    /// the caller can never make the peer close the connection.
+    pub(crate) fn view(&self, ctx: Context) -> PropertyView<'_> {
+        PropertyView {
+            props: self,
+            ctx,
+            message_expiry_interval: self.message_expiry_interval,
+            subscription_identifiers: &self.subscription_identifiers,
+            topic_alias: self.topic_alias,
+        }
+    }
+}
+
+/// Properties ready to encode. PUBLISH replaces the per-subscriber fields (expiry, subscription
+/// identifiers, topic alias) without touching the shared [`Properties`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PropertyView<'a> {
+    pub(crate) props: &'a Properties,
+    pub(crate) ctx: Context,
+    pub(crate) message_expiry_interval: Option<u32>,
+    pub(crate) subscription_identifiers: &'a [u32],
+    pub(crate) topic_alias: Option<u16>,
+}
+
+impl PropertyView<'_> {
+    /// Bytes of the properties alone, without the property length that precedes them.
+    pub(crate) fn list_len(&self) -> usize {
+        let mut c = Counter::default();
+        self.write_list(&mut c);
+        c.0
+    }
+
+    /// Writes the property length and then the properties.
+    pub(crate) fn write<S: Sink>(&self, s: &mut S) {
+        s.put_varint(self.list_len());
+        self.write_list(s);
+    }
+
+    /// Writes the properties in identifier order, without their length.
+    pub(crate) fn write_list<S: Sink>(&self, s: &mut S) {
+        let p = self.props;
+        let ctx = self.ctx;
+        let mut w = Writer { s, ctx };
+        w.u8(0x01, p.payload_format_indicator);
+        w.u32(0x02, self.message_expiry_interval);
+        w.string(0x03, p.content_type.as_deref());
+        w.string(0x08, p.response_topic.as_deref());
+        w.binary(0x09, p.correlation_data.as_deref());
+        // SUBSCRIBE carries at most one subscription identifier.
+        let ids = match ctx {
+            Context::Subscribe => {
+                &self.subscription_identifiers[..self.subscription_identifiers.len().min(1)]
+            }
+            _ => self.subscription_identifiers,
+        };
+        if allows(ctx, 0x0B) {
+            for &id in ids {
+                w.s.put_u8(0x0B);
+                w.s.put_varint(id as usize);
+            }
+        }
+        w.u32(0x11, p.session_expiry_interval);
+        w.string(0x12, p.assigned_client_identifier.as_deref());
+        w.u16(0x13, p.server_keep_alive);
+        w.string(0x15, p.authentication_method.as_deref());
+        w.binary(0x16, p.authentication_data.as_deref());
+        w.u8(0x17, p.request_problem_information);
+        w.u32(0x18, p.will_delay_interval);
+        w.u8(0x19, p.request_response_information);
+        w.string(0x1A, p.response_information.as_deref());
+        w.string(0x1C, p.server_reference.as_deref());
+        w.string(0x1F, p.reason_string.as_deref());
+        w.u16(0x21, p.receive_maximum);
+        w.u16(0x22, p.topic_alias_maximum);
+        w.u16(0x23, self.topic_alias);
+        w.u8(0x24, p.maximum_qos);
+        w.u8(0x25, p.retain_available);
+        for (key, value) in &p.user_properties {
+            w.s.put_u8(0x26);
+            w.s.put_string(key);
+            w.s.put_string(value);
+        }
+        w.u32(0x27, p.maximum_packet_size);
+        w.u8(0x28, p.wildcard_subscription_available);
+        w.u8(0x29, p.subscription_identifier_available);
+        w.u8(0x2A, p.shared_subscription_available);
+    }
+}
+
+/// Writes one optional property if present and allowed in the context.
+struct Writer<'s, S> {
+    s: &'s mut S,
+    ctx: Context,
+}
+
+impl<S: Sink> Writer<'_, S> {
+    fn id(&mut self, id: u8) -> bool {
+        let ok = allows(self.ctx, id);
+        if ok {
+            self.s.put_u8(id);
+        }
+        ok
+    }
+
+    fn u8(&mut self, id: u8, v: Option<u8>) {
+        if let Some(v) = v {
+            if self.id(id) {
+                self.s.put_u8(v);
+            }
+        }
+    }
+
+    fn u16(&mut self, id: u8, v: Option<u16>) {
+        if let Some(v) = v {
+            if self.id(id) {
+                self.s.put_u16(v);
+            }
+        }
+    }
+
+    fn u32(&mut self, id: u8, v: Option<u32>) {
+        if let Some(v) = v {
+            if self.id(id) {
+                self.s.put_u32(v);
+            }
+        }
+    }
+
+    fn string(&mut self, id: u8, v: Option<&str>) {
+        if let Some(v) = v {
+            if self.id(id) {
+                self.s.put_string(v);
+            }
+        }
+    }
+
+    fn binary(&mut self, id: u8, v: Option<&[u8]>) {
+        if let Some(v) = v {
+            if self.id(id) {
+                self.s.put_binary(v);
+            }
+        }
+    }
 }

@@ -1,5 +1,7 @@
 //! MQTT 5 reason codes (spec 2.4) and their MQTT 3.x CONNACK return-code equivalents.
 
+use super::DecodeError;
+
 /// A reason code byte. A newtype with constants rather than an enum because several names share
 /// one value (0x00 is Success, Normal disconnection and Granted QoS 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -58,5 +60,55 @@ impl ReasonCode {
     /// Codes of 0x80 and above report failure.
     pub fn is_error(self) -> bool {
         self.0 >= 0x80
+    }
+}
+
+/// The packets that carry a reason code; each allows only the codes its spec section lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReasonSet {
+    ConnAck,
+    /// PUBACK and PUBREC.
+    PubAck,
+    /// PUBREL and PUBCOMP.
+    PubRel,
+    SubAck,
+    UnsubAck,
+    Disconnect,
+    Auth,
+}
+
+impl ReasonSet {
+    fn codes(self) -> &'static [u8] {
+        match self {
+            ReasonSet::ConnAck => &[
+                0x00, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8A, 0x8C, 0x90,
+                0x95, 0x97, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9F,
+            ],
+            ReasonSet::PubAck => &[0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99],
+            ReasonSet::PubRel => &[0x00, 0x92],
+            ReasonSet::SubAck => &[
+                0x00, 0x01, 0x02, 0x80, 0x83, 0x87, 0x8F, 0x91, 0x97, 0x9E, 0xA1, 0xA2,
+            ],
+            ReasonSet::UnsubAck => &[0x00, 0x11, 0x80, 0x83, 0x87, 0x8F, 0x91],
+            ReasonSet::Disconnect => &[
+                0x00, 0x04, 0x80, 0x81, 0x82, 0x83, 0x87, 0x89, 0x8B, 0x8D, 0x8E, 0x8F, 0x90, 0x93,
+                0x94, 0x95, 0x96, 0x97, 0x98, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9E, 0x9F, 0xA0, 0xA1,
+                0xA2,
+            ],
+            ReasonSet::Auth => &[0x00, 0x18, 0x19],
+        }
+    }
+}
+
+impl ReasonCode {
+    /// Decodes a reason byte that must be one `set` allows; any other is a protocol error.
+    pub(crate) fn allowed_in(code: u8, set: ReasonSet) -> Result<ReasonCode, DecodeError> {
+        if set.codes().contains(&code) {
+            Ok(ReasonCode(code))
+        } else {
+            Err(DecodeError::Protocol(
+                "reason code not allowed in this packet",
+            ))
+        }
     }
 }

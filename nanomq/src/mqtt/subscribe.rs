@@ -1,6 +1,9 @@
 //! SUBSCRIBE (spec 3.8): fixed-header flags 0b0010, at least one filter.
 
-use super::{Properties, QoS};
+use super::frame::Body;
+use super::primitives::{packet_id, Reader, Sink};
+use super::properties::Context;
+use super::{DecodeError, Properties, ProtocolVersion, QoS};
 
 /// A request to add one or more subscriptions.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -36,4 +39,76 @@ pub enum RetainHandling {
     OnNewSubscribe = 1,
     /// 2: never send them at subscribe time.
     Never = 2,
+}
+
+impl Subscribe {
+    pub(crate) fn decode(mut r: Reader, version: ProtocolVersion) -> Result<Self, DecodeError> {
+        let packet_id = packet_id(&mut r)?;
+        let properties = if version.is_v5() {
+            Properties::decode(&mut r, Context::Subscribe)?
+        } else {
+            Properties::default()
+        };
+        let mut filters = Vec::new();
+        while !r.is_empty() {
+            let filter = r.string()?;
+            let options = SubscriptionOptions::decode(r.u8()?, version)?;
+            filters.push((filter, options));
+        }
+        if filters.is_empty() {
+            return Err(DecodeError::Protocol("SUBSCRIBE without topic filters"));
+        }
+        Ok(Subscribe {
+            packet_id,
+            properties,
+            filters,
+        })
+    }
+}
+
+impl Body for Subscribe {
+    fn write_body<S: Sink>(&self, version: ProtocolVersion, s: &mut S) {
+        s.put_u16(self.packet_id);
+        if version.is_v5() {
+            self.properties.view(Context::Subscribe).write(s);
+        }
+        for (filter, options) in &self.filters {
+            s.put_string(filter);
+            s.put_u8(options.to_byte(version));
+        }
+    }
+}
+
+impl SubscriptionOptions {
+    /// Parses the options byte (spec 3.8.3.1); 3.x only has the QoS bits.
+    fn decode(byte: u8, version: ProtocolVersion) -> Result<Self, DecodeError> {
+        let reserved = if version.is_v5() { 0xC0 } else { 0xFC };
+        if byte & reserved != 0 {
+            return Err(DecodeError::Malformed("reserved subscription option bits"));
+        }
+        let qos = QoS::from_u8(byte & 0x03)
+            .ok_or(DecodeError::Malformed("subscription maximum QoS 3"))?;
+        let retain_handling = match (byte >> 4) & 0x03 {
+            0 => RetainHandling::OnSubscribe,
+            1 => RetainHandling::OnNewSubscribe,
+            2 => RetainHandling::Never,
+            _ => return Err(DecodeError::Protocol("retain handling 3")),
+        };
+        Ok(SubscriptionOptions {
+            qos,
+            no_local: byte & 0x04 != 0,
+            retain_as_published: byte & 0x08 != 0,
+            retain_handling,
+        })
+    }
+
+    fn to_byte(self, version: ProtocolVersion) -> u8 {
+        let qos = self.qos as u8;
+        if !version.is_v5() {
+            return qos;
+        }
+        qos | u8::from(self.no_local) << 2
+            | u8::from(self.retain_as_published) << 3
+            | (self.retain_handling as u8) << 4
+    }
 }
