@@ -1,5 +1,22 @@
-//! nanomq: an edge MQTT broker.
+//! nanomq: an edge MQTT broker for embedded Linux.
+//!
+//! # Layout
+//!
+//! `mqtt` is the wire codec for MQTT 3.1, 3.1.1 and 5.0: pure, one file per packet, fuzzed.
+//!
+//! `session` is the per-client protocol state (queues, in-flight windows, packet ids, topic
+//! aliases, expiry) with no I/O: packets in, packets out, the clock passed in.
+//!
+//! `router` holds the topic tree (wildcards, `$` topics, shared subscriptions) and the retained
+//! store; the publish path reads it without a global lock.
+//!
+//! `broker` drives everything: accept loops, one task per connection, the client registry with
+//! takeover, wills and session expiry, `$SYS`, and graceful shutdown.
+//!
+//! `config` is the TOML schema with defaults and line-numbered errors; `cli` the `nanomq`
+//! command line (`start`, `check-config`, `pub`, `sub`).
 pub mod broker;
+pub mod cli;
 pub mod config;
 pub mod mqtt;
 pub mod router;

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `nanomq` binary; everything lives in [`nanomq::cli`].
+
+fn main() -> std::process::ExitCode {
+    nanomq::cli::main()
+}

@@ -103,7 +103,6 @@ pub async fn serve(
     {
         tracing::warn!("some connections did not close within {SHUTDOWN_GRACE:?}");
     }
-    tracing::info!("stopped");
     Ok(())
 }
 

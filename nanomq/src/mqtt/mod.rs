@@ -141,3 +141,6 @@ impl Packet {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,44 @@
+//! The `nanomq` command line: `start` (the default) runs the broker, `check-config` validates a
+//! config file, and `pub` / `sub` are mosquitto_pub / mosquitto_sub look-alikes built on the
+//! project's own codec, for testing a broker from a shell.
+//!
+//! Errors here are `anyhow`: each command either succeeds (exit 0) or prints one message,
+//! with its causes, on stderr and exits 1. Usage errors exit 2, as clap does.
+
+mod args;
+mod client;
+mod pub_cmd;
+mod start;
+mod sub_cmd;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use args::{Cli, Command, StartArgs};
+
+/// Entry point of the `nanomq` binary: parses the command line and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command.unwrap_or(Command::Start(StartArgs::default())) {
+        Command::Start(args) => start::start(args),
+        Command::CheckConfig(args) => start::check_config(args),
+        Command::Pub(args) => pub_cmd::run(args),
+        Command::Sub(args) => sub_cmd::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A single-threaded runtime: the clients drive one connection and need no more.
+fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))
+}
