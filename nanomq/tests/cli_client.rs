@@ -1,6 +1,7 @@
-//! End-to-end tests of `nanomq pub` and `nanomq sub` against Debian's mosquitto: the real binary,
-//! the project's own codec, a real broker. Each test starts its own mosquitto on a free port and
-//! kills every child process it started, even when an assertion fails.
+//! End-to-end tests of the `nanomq` binary's commands. `pub` and `sub` run against Debian's
+//! mosquitto: the real binary, the project's own codec, a real broker. Each test starts its own
+//! mosquitto on a free port and kills every child process it started, even when an assertion
+//! fails. `check-config` and `start` need no broker.
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
@@ -217,4 +218,95 @@ fn failures_exit_1_with_a_message() {
     let (status, stderr) = run(closed, &["pub", "-t", "t", "-m", "x"]);
     assert_eq!(status.code(), Some(1));
     assert!(stderr.contains("cannot connect to 127.0.0.1:"), "{stderr}");
+}
+
+/// A config file in a fresh temporary directory, removed on drop.
+struct TempConfig(std::path::PathBuf);
+
+impl TempConfig {
+    fn new(name: &str, text: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("nanomq-cli-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("nanomq.toml");
+        std::fs::write(&path, text).unwrap();
+        TempConfig(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(self.0.parent().unwrap());
+    }
+}
+
+/// Runs `nanomq ARGS...` (no broker options) to completion: status, stdout, stderr.
+fn command(args: &[&str]) -> (ExitStatus, String, String) {
+    let child = Command::new(NANOMQ)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Running(child);
+    let status = child.wait();
+    (status, child.read("stdout"), child.read("stderr"))
+}
+
+#[test]
+fn check_config_reports_ok_or_the_line() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/nanomq.example.toml");
+    let (status, stdout, _) = command(&["check-config", example]);
+    assert!(status.success());
+    assert_eq!(stdout, format!("{example}: OK\n"));
+
+    let bad = TempConfig::new("check", "[limits]\n\n  max_conections = 5\n");
+    let (status, stdout, stderr) = command(&["check-config", bad.path()]);
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(stdout, "");
+    let expected = format!("{}:3:3: unknown field `max_conections`", bad.path());
+    assert!(stderr.contains(&expected), "{stderr}");
+}
+
+#[test]
+fn start_refuses_a_bad_config_and_stops_on_sigterm() {
+    let bad = TempConfig::new("start-bad", "[mqtt]\nmax_qos = 3\n");
+    let (status, _, stderr) = command(&["start", "--config", bad.path()]);
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        stderr.contains(":2:1: mqtt.max_qos: 3 is not a QoS"),
+        "{stderr}"
+    );
+    let (status, _, stderr) = command(&["start", "--config", "/nonexistent/nanomq.toml"]);
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        stderr.contains("cannot read config file /nonexistent/nanomq.toml"),
+        "{stderr}"
+    );
+
+    let good = TempConfig::new("start-good", "[[listeners]]\nbind = \"127.0.0.1:0\"\n");
+    let child = Command::new(NANOMQ)
+        .args(["start", "--config", good.path()])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut broker = Running(child);
+    sleep(Duration::from_millis(500));
+    assert!(!broker.has_exited(), "{}", broker.read("stderr"));
+    let pid = broker.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = broker.wait();
+    let stderr = broker.read("stderr");
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("received SIGTERM"), "{stderr}");
 }
