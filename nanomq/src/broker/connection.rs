@@ -123,6 +123,21 @@ pub(crate) enum Ending {
     Violation(ReasonCode),
 }
 
+impl std::fmt::Display for Ending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ending::ClientDisconnect { with_will: false } => f.write_str("client disconnected"),
+            Ending::ClientDisconnect { with_will: true } => {
+                f.write_str("client disconnected with will")
+            }
+            Ending::Closed => f.write_str("connection closed without DISCONNECT"),
+            Ending::Kicked(r) => write!(f, "taken over (reason 0x{:02x})", r.0),
+            Ending::Shutdown => f.write_str("broker shutting down"),
+            Ending::Violation(r) => write!(f, "closed by the broker (reason 0x{:02x})", r.0),
+        }
+    }
+}
+
 impl Ending {
     fn disconnect_reason(self) -> Option<ReasonCode> {
         match self {
@@ -436,8 +451,7 @@ impl Connection {
         tracing::info!(
             client_id = %self.handle.client_id,
             peer = %self.peer,
-            reason = ?ending,
-            "client disconnected"
+            "{ending}"
         );
         if will_delay == Some(0) {
             let will = self.handle.state().pending_will.take();
