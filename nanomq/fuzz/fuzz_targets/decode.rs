@@ -22,7 +22,11 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(out.len(), packet.encoded_len(version), "{packet:?}");
 
             let mut prefix = BytesMut::from(&out[..out.len() - 1]);
-            assert_eq!(decode(&mut prefix, version, u32::MAX), Ok(None), "{packet:?}");
+            assert_eq!(
+                decode(&mut prefix, version, u32::MAX),
+                Ok(None),
+                "{packet:?}"
+            );
 
             let mut again = out.clone();
             let decoded = decode(&mut again, version, u32::MAX);

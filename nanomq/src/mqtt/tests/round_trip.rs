@@ -395,6 +395,14 @@ fn outgoing_publish_replaces_the_per_subscriber_fields() {
         ..shared.clone()
     };
     assert_eq!(got, expected);
+    // DUP never goes out with QoS 0.
+    let downgraded = OutgoingPublish {
+        qos: QoS::AtMostOnce,
+        ..outgoing
+    };
+    let mut out = bytes::BytesMut::new();
+    downgraded.encode(ProtocolVersion::V311, &mut out);
+    assert_eq!(out[0], 0x30);
     // 3.x: no properties at all.
     let mut out = bytes::BytesMut::new();
     outgoing.encode(ProtocolVersion::V311, &mut out);
