@@ -6,6 +6,7 @@ use bytes::Bytes;
 
 use super::primitives::{Counter, Reader, Sink};
 use super::DecodeError;
+use Context as C;
 
 /// Every MQTT 5 property. `None` / empty means absent.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -99,8 +100,6 @@ const fn mask(contexts: &[Context]) -> u16 {
     m
 }
 
-use Context as C;
-
 const MESSAGE: u16 = mask(&[C::Publish, C::Will]);
 const EVERY: u16 = u16::MAX;
 
@@ -108,22 +107,26 @@ const EVERY: u16 = u16::MAX;
 const fn allowed_in(id: u32) -> Option<u16> {
     Some(match id {
         0x01 | 0x02 | 0x03 | 0x08 | 0x09 => MESSAGE,
-        0x0B => mask(&[C::Publish, C::Subscribe]),
-        0x11 => mask(&[C::Connect, C::ConnAck, C::Disconnect]),
+        0x0B => const { mask(&[C::Publish, C::Subscribe]) },
+        0x11 => const { mask(&[C::Connect, C::ConnAck, C::Disconnect]) },
         0x12 | 0x13 | 0x1A | 0x24 | 0x25 | 0x28 | 0x29 | 0x2A => C::ConnAck.bit(),
-        0x15 | 0x16 => mask(&[C::Connect, C::ConnAck, C::Auth]),
+        0x15 | 0x16 => const { mask(&[C::Connect, C::ConnAck, C::Auth]) },
         0x17 | 0x19 => C::Connect.bit(),
         0x18 => C::Will.bit(),
-        0x1C => mask(&[C::ConnAck, C::Disconnect]),
-        0x1F => mask(&[
-            C::ConnAck,
-            C::PubAck,
-            C::SubAck,
-            C::UnsubAck,
-            C::Disconnect,
-            C::Auth,
-        ]),
-        0x21 | 0x22 | 0x27 => mask(&[C::Connect, C::ConnAck]),
+        0x1C => const { mask(&[C::ConnAck, C::Disconnect]) },
+        0x1F => {
+            const {
+                mask(&[
+                    C::ConnAck,
+                    C::PubAck,
+                    C::SubAck,
+                    C::UnsubAck,
+                    C::Disconnect,
+                    C::Auth,
+                ])
+            }
+        }
+        0x21 | 0x22 | 0x27 => const { mask(&[C::Connect, C::ConnAck]) },
         0x23 => C::Publish.bit(),
         0x26 => EVERY,
         _ => return None,
@@ -132,11 +135,6 @@ const fn allowed_in(id: u32) -> Option<u16> {
 
 fn allows(ctx: Context, id: u8) -> bool {
     allowed_in(u32::from(id)).is_some_and(|m| m & ctx.bit() != 0)
-}
-
-/// Stores a property that may appear at most once (the caller has already rejected repeats).
-fn once<T>(slot: &mut Option<T>, value: T) {
-    *slot = Some(value);
 }
 
 fn flag(r: &mut Reader) -> Result<u8, DecodeError> {
@@ -180,42 +178,42 @@ impl Properties {
 
     fn decode_one(&mut self, id: u32, r: &mut Reader) -> Result<(), DecodeError> {
         match id {
-            0x01 => once(&mut self.payload_format_indicator, flag(r)?),
-            0x02 => once(&mut self.message_expiry_interval, r.u32()?),
-            0x03 => once(&mut self.content_type, r.string()?),
-            0x08 => once(&mut self.response_topic, r.string()?),
-            0x09 => once(&mut self.correlation_data, r.binary()?),
+            0x01 => self.payload_format_indicator = Some(flag(r)?),
+            0x02 => self.message_expiry_interval = Some(r.u32()?),
+            0x03 => self.content_type = Some(r.string()?),
+            0x08 => self.response_topic = Some(r.string()?),
+            0x09 => self.correlation_data = Some(r.binary()?),
             0x0B => match r.varint()? {
                 0 => return Err(DecodeError::Protocol("subscription identifier 0")),
                 v => self.subscription_identifiers.push(v),
             },
-            0x11 => once(&mut self.session_expiry_interval, r.u32()?),
-            0x12 => once(&mut self.assigned_client_identifier, r.string()?),
-            0x13 => once(&mut self.server_keep_alive, r.u16()?),
-            0x15 => once(&mut self.authentication_method, r.string()?),
-            0x16 => once(&mut self.authentication_data, r.binary()?),
-            0x17 => once(&mut self.request_problem_information, flag(r)?),
-            0x18 => once(&mut self.will_delay_interval, r.u32()?),
-            0x19 => once(&mut self.request_response_information, flag(r)?),
-            0x1A => once(&mut self.response_information, r.string()?),
-            0x1C => once(&mut self.server_reference, r.string()?),
-            0x1F => once(&mut self.reason_string, r.string()?),
-            0x21 => once(&mut self.receive_maximum, non_zero_u16(r)?),
-            0x22 => once(&mut self.topic_alias_maximum, r.u16()?),
-            0x23 => once(&mut self.topic_alias, non_zero_u16(r)?),
-            0x24 => once(&mut self.maximum_qos, flag(r)?),
-            0x25 => once(&mut self.retain_available, flag(r)?),
+            0x11 => self.session_expiry_interval = Some(r.u32()?),
+            0x12 => self.assigned_client_identifier = Some(r.string()?),
+            0x13 => self.server_keep_alive = Some(r.u16()?),
+            0x15 => self.authentication_method = Some(r.string()?),
+            0x16 => self.authentication_data = Some(r.binary()?),
+            0x17 => self.request_problem_information = Some(flag(r)?),
+            0x18 => self.will_delay_interval = Some(r.u32()?),
+            0x19 => self.request_response_information = Some(flag(r)?),
+            0x1A => self.response_information = Some(r.string()?),
+            0x1C => self.server_reference = Some(r.string()?),
+            0x1F => self.reason_string = Some(r.string()?),
+            0x21 => self.receive_maximum = Some(non_zero_u16(r)?),
+            0x22 => self.topic_alias_maximum = Some(r.u16()?),
+            0x23 => self.topic_alias = Some(non_zero_u16(r)?),
+            0x24 => self.maximum_qos = Some(flag(r)?),
+            0x25 => self.retain_available = Some(flag(r)?),
             0x26 => {
                 let pair = (r.string()?, r.string()?);
                 self.user_properties.push(pair);
             }
             0x27 => match r.u32()? {
                 0 => return Err(DecodeError::Protocol("maximum packet size 0")),
-                v => once(&mut self.maximum_packet_size, v),
+                v => self.maximum_packet_size = Some(v),
             },
-            0x28 => once(&mut self.wildcard_subscription_available, flag(r)?),
-            0x29 => once(&mut self.subscription_identifier_available, flag(r)?),
-            0x2A => once(&mut self.shared_subscription_available, flag(r)?),
+            0x28 => self.wildcard_subscription_available = Some(flag(r)?),
+            0x29 => self.subscription_identifier_available = Some(flag(r)?),
+            0x2A => self.shared_subscription_available = Some(flag(r)?),
             // `decode` only passes ids that `allowed_in` knows.
             _ => return Err(DecodeError::Malformed("unknown property identifier")),
         }

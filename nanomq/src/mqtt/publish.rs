@@ -116,7 +116,8 @@ impl Publish {
 
 impl OutgoingPublish<'_> {
     /// Appends the packet to `out`. Nothing is allocated except growth of `out`, which is
-    /// reserved once for the whole packet; the payload is copied in exactly once.
+    /// reserved once for the whole packet; the payload is copied in exactly once. DUP is left
+    /// clear at QoS 0, where the spec forbids it (3.3.1.1), so a downgraded redelivery is valid.
     pub fn encode(&self, version: ProtocolVersion, out: &mut BytesMut) {
         self.write(version, out);
     }
@@ -133,7 +134,8 @@ impl OutgoingPublish<'_> {
         let props_len = self.properties_len(version);
         let body = self.body_len(version, props_len);
         s.reserve(1 + varint_len(body) + body);
-        let flags = u8::from(self.dup) << 3 | (self.qos as u8) << 1 | u8::from(self.retain);
+        let dup = self.dup && self.qos != QoS::AtMostOnce;
+        let flags = u8::from(dup) << 3 | (self.qos as u8) << 1 | u8::from(self.retain);
         s.put_u8(0x30 | flags);
         s.put_varint(body);
         s.put_string(self.topic);

@@ -1,8 +1,10 @@
 //! Codec tests: round trips in every version, byte-exact spec examples, framing, and every
 //! strictness rule with the exact error it must produce.
 
+mod corpus;
 mod round_trip;
 mod strict;
+mod wire;
 
 use bytes::BytesMut;
 
