@@ -1,5 +1,5 @@
 //! The fuzzer's seed corpus: one valid packet (or stream) per file in `fuzz/corpus/decode/`.
-//! Regenerate with `cargo test -p nanomq --lib write_fuzz_seed_corpus -- --ignored`.
+//! Regenerate with `NANOMQ_WRITE_SEEDS=1 cargo test -p nanomq --lib committed_seeds`.
 
 use std::path::Path;
 
@@ -237,9 +237,8 @@ fn seed_files() -> Vec<(String, Vec<u8>)> {
     files
 }
 
-#[test]
-#[ignore = "writes fuzz/corpus/decode; run by hand after changing the seeds"]
-fn write_fuzz_seed_corpus() {
+/// Rewrites the seed files; run after changing the seeds.
+fn write_seed_corpus() {
     std::fs::create_dir_all(corpus_dir()).expect("create corpus dir");
     for (name, bytes) in seed_files() {
         std::fs::write(corpus_dir().join(name), bytes).expect("write seed");
@@ -248,11 +247,14 @@ fn write_fuzz_seed_corpus() {
 
 #[test]
 fn committed_seeds_match_the_codec() {
+    if std::env::var_os("NANOMQ_WRITE_SEEDS").is_some() {
+        write_seed_corpus();
+    }
     for (name, bytes) in seed_files() {
         let committed = std::fs::read(corpus_dir().join(&name)).unwrap_or_default();
         assert_eq!(
             committed, bytes,
-            "{name} is stale: run write_fuzz_seed_corpus"
+            "{name} is stale: rerun with NANOMQ_WRITE_SEEDS=1"
         );
         if !name.starts_with("stream") {
             let decodes = ALL
