@@ -196,7 +196,12 @@ where
     let params = ConnectionParams {
         version: v,
         receive_maximum: c.properties.receive_maximum.unwrap_or(u16::MAX),
-        max_packet_size: c.properties.maximum_packet_size.unwrap_or(u32::MAX),
+        // Also the protocol's own ceiling, which extra per-subscriber properties could cross.
+        max_packet_size: c
+            .properties
+            .maximum_packet_size
+            .unwrap_or(u32::MAX)
+            .min(crate::config::MAX_PACKET_SIZE),
         topic_alias_maximum: c.properties.topic_alias_maximum.unwrap_or(0),
     };
     let session_present = existed && !c.clean_start;
