@@ -6,19 +6,7 @@ use std::sync::atomic::AtomicBool;
 use std::thread;
 
 use super::*;
-
-/// A tiny deterministic xorshift generator, so failures reproduce.
-pub(in crate::router::tree) struct Rng(pub(in crate::router::tree) u64);
-
-impl Rng {
-    /// Uniform enough in `0..n` for tests.
-    pub(in crate::router::tree) fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 32) as usize % n
-    }
-}
+use crate::router::test_rng::Rng;
 
 const FILTERS: [&str; 24] = [
     "a",
