@@ -23,6 +23,8 @@
 
 mod fanout;
 mod retained;
+#[cfg(test)]
+mod test_rng;
 mod topic;
 mod tree;
 

@@ -40,7 +40,8 @@ use super::topic::parse_shared;
 use super::{read_lock, write_lock};
 use crate::mqtt::SubscriptionOptions;
 
-/// One client's subscription to one filter, as stored and as handed to [`SubscriptionTree::subscribe`].
+/// One client's subscription to one filter, as handed to [`SubscriptionTree::subscribe`] and as
+/// stored for a share group's members.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscription<S> {
     /// The receiving session's handle.
@@ -112,17 +113,18 @@ impl<S: Clone + Eq + Hash> SubscriptionTree<S> {
     /// [`unsubscribe`]: SubscriptionTree::unsubscribe
     pub fn subscribe(&self, filter: &str, sub: Subscription<S>) -> bool {
         let (group, path) = split_shared(filter);
-        let existed = loop {
+        loop {
             let node = self.node_for_insert(path);
             let mut inner = write_lock(&node.inner);
             if !inner.removed {
-                break inner.insert(group, sub);
+                let existed = inner.insert(group, sub);
+                // Counted under the node's lock, so the matching decrement cannot come first.
+                if !existed {
+                    self.len.fetch_add(1, Ordering::Relaxed);
+                }
+                return existed;
             }
-        };
-        if !existed {
-            self.len.fetch_add(1, Ordering::Relaxed);
         }
-        existed
     }
 
     /// Removes `subscriber`'s subscription to `filter` (plain or `$share/`), pruning nodes left
@@ -146,9 +148,9 @@ impl<S: Clone + Eq + Hash> SubscriptionTree<S> {
             if !inner.remove(group, subscriber) {
                 return false;
             }
+            self.len.fetch_sub(1, Ordering::Relaxed);
             inner.is_empty()
         };
-        self.len.fetch_sub(1, Ordering::Relaxed);
         if now_empty {
             prune(path, &nodes);
         }
