@@ -41,6 +41,7 @@ START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 LISTENING_RE = re.compile(r"listening on tcp (\S+):(\d+)")
 ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+SETPRIV = shutil.which("setpriv")
 
 DEFAULT_CONFIG: dict = {
     "log": {"level": "debug"},
@@ -147,6 +148,9 @@ def to_mosquitto_conf(cfg: dict, port: int) -> str:
         "connection_messages true",
         f"sys_interval {sys_.get('interval_secs', 10)}",
     ]
+    if os.geteuid() == 0:
+        # Dropping privileges would clear the parent-death signal set by setpriv.
+        lines.append("user root")
     if "max_queued_messages" in limits:
         lines.append(f"max_queued_messages {limits['max_queued_messages']}")
     if "max_keepalive" in limits:
@@ -204,6 +208,9 @@ class Broker:
             conf.write_text(to_mosquitto_conf(self.config, self.port))
             argv = [binary, "-c", str(conf)]
         env = dict(os.environ, NO_COLOR="1")
+        if SETPRIV:
+            # The broker gets SIGKILL if the test process dies without its teardown.
+            argv = [SETPRIV, "--pdeathsig", "KILL", "--"] + argv
         self.proc = subprocess.Popen(
             argv, cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE, env=env, start_new_session=True,

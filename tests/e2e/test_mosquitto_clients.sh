@@ -17,6 +17,9 @@ LOG="$WORK/broker.log"
 BROKER_PID=""
 PORT=""
 declare -a BG_PIDS=()
+# The broker gets SIGKILL if this script dies without running its EXIT trap.
+DIE_WITH_US=()
+command -v setpriv >/dev/null && DIE_WITH_US=(setpriv --pdeathsig KILL --)
 PASSED=0
 FAILED=0
 N=0
@@ -78,7 +81,7 @@ max_outgoing_topic_alias = 10
 [sys]
 interval_secs = 1
 EOF
-    NO_COLOR=1 "$bin" start --config "$WORK/nanomq.toml" </dev/null >/dev/null 2>"$LOG" &
+    NO_COLOR=1 "${DIE_WITH_US[@]}" "$bin" start --config "$WORK/nanomq.toml" </dev/null >/dev/null 2>"$LOG" &
     BROKER_PID=$!
     local line
     for _ in $(seq 200); do  # 20 s
@@ -97,7 +100,8 @@ EOF
     PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
     printf 'listener %s 127.0.0.1\nallow_anonymous true\nsys_interval 1\nlog_dest stderr\n' \
       "$PORT" >"$WORK/mosquitto.conf"
-    mosquitto -c "$WORK/mosquitto.conf" </dev/null >/dev/null 2>"$LOG" &
+    [[ "$(id -u)" -eq 0 ]] && echo "user root" >>"$WORK/mosquitto.conf"
+    "${DIE_WITH_US[@]}" mosquitto -c "$WORK/mosquitto.conf" </dev/null >/dev/null 2>"$LOG" &
     BROKER_PID=$!
     for _ in $(seq 200); do
       if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then return 0; fi
