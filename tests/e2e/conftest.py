@@ -1,0 +1,596 @@
+"""Fixtures for the end-to-end suites: a real broker process and paho-mqtt 2.x clients.
+
+The broker under test is the nanomq binary (env NANOMQ_BIN, default target/debug/nanomq
+under the repo root). BROKER=mosquitto runs the same suites against Debian's mosquitto
+instead, only to check that the tests themselves are right; tests that rely on
+nanomq-specific config or behaviour carry @pytest.mark.nanomq_only and skip there.
+
+nanomq binds 127.0.0.1:0 and logs `listening on tcp HOST:PORT` to stderr; the fixture
+reads stderr until it sees that line (20 s timeout), then keeps draining stderr to a log
+file in a thread so the pipe never fills. The log is attached to the report of a failing
+test. Every process started here is stopped in teardown, whatever the test did.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import queue
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BROKER = os.environ.get("BROKER", "nanomq")
+if BROKER not in ("nanomq", "mosquitto"):
+    raise RuntimeError(f"BROKER must be nanomq or mosquitto, not {BROKER!r}")
+IS_NANOMQ = BROKER == "nanomq"
+
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 10.0
+LISTENING_RE = re.compile(r"listening on tcp (\S+):(\d+)")
+ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+SETPRIV = shutil.which("setpriv")
+
+DEFAULT_CONFIG: dict = {
+    "log": {"level": "debug"},
+    "listeners": [{"kind": "tcp", "bind": "127.0.0.1:0"}],
+    "limits": {
+        "max_queued_messages": 100,
+        "receive_maximum": 10,
+        "max_keepalive": 60,
+        "connect_timeout_secs": 2,
+        "max_packet_size": 65536,
+    },
+    "mqtt": {"outgoing_topic_aliases": True, "max_outgoing_topic_alias": 10},
+    "sys": {"interval_secs": 1},
+}
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "nanomq_only(reason): relies on nanomq-specific config or behaviour; skipped under "
+        "BROKER=mosquitto",
+    )
+    config.addinivalue_line(
+        "markers",
+        "mosquitto_deviates(reason): standard behaviour that Debian's mosquitto 2.0 gets "
+        "wrong; skipped under BROKER=mosquitto",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    # E2E_NO_SKIP=1 runs the marked tests under mosquitto too, to see how it differs.
+    if IS_NANOMQ or os.environ.get("E2E_NO_SKIP") == "1":
+        return
+    for item in items:
+        marker = item.get_closest_marker("nanomq_only")
+        if marker:
+            why = marker.args[0] if marker.args else "nanomq-specific"
+            item.add_marker(pytest.mark.skip(reason=f"nanomq only: {why}"))
+        marker = item.get_closest_marker("mosquitto_deviates")
+        if marker:
+            why = marker.args[0] if marker.args else "deviates from the spec"
+            item.add_marker(pytest.mark.skip(reason=f"mosquitto deviates: {why}"))
+
+
+# ------------------------------------------------------------------ config
+
+
+def deep_merge(base: dict, overrides: dict | None) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in (overrides or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {v!r} as TOML")
+
+
+def to_toml(cfg: dict) -> str:
+    """Enough TOML for our config: top-level tables of scalars and arrays of tables."""
+    lines = []
+    for section, body in cfg.items():
+        if isinstance(body, list) and body and all(isinstance(x, dict) for x in body):
+            for entry in body:
+                lines.append(f"[[{section}]]")
+                lines += [f"{k} = {_toml_value(v)}" for k, v in entry.items()]
+                lines.append("")
+        elif isinstance(body, dict):
+            lines.append(f"[{section}]")
+            lines += [f"{k} = {_toml_value(v)}" for k, v in body.items()]
+            lines.append("")
+        else:
+            lines.insert(0, f"{section} = {_toml_value(body)}")
+    return "\n".join(lines)
+
+
+def free_port() -> int:
+    """Only for BROKER=mosquitto, which cannot bind port 0 and report it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def to_mosquitto_conf(cfg: dict, port: int) -> str:
+    """Translate the nanomq test config into the nearest mosquitto.conf."""
+    limits, m, sys_ = cfg.get("limits", {}), cfg.get("mqtt", {}), cfg.get("sys", {})
+    lines = [
+        f"listener {port} 127.0.0.1",
+        "allow_anonymous true",
+        "persistence false",
+        "log_dest stderr",
+        "log_type all",
+        "connection_messages true",
+        f"sys_interval {sys_.get('interval_secs', 10)}",
+    ]
+    if os.geteuid() == 0:
+        # Dropping privileges would clear the parent-death signal set by setpriv.
+        lines.append("user root")
+    if "max_queued_messages" in limits:
+        lines.append(f"max_queued_messages {limits['max_queued_messages']}")
+    if "max_keepalive" in limits:
+        lines.append(f"max_keepalive {limits['max_keepalive']}")
+    if "max_packet_size" in limits:
+        lines.append(f"max_packet_size {limits['max_packet_size']}")
+    if "receive_maximum" in limits:
+        # mosquitto uses one number for its own Receive Maximum and the outgoing window.
+        lines.append(f"max_inflight_messages {limits['receive_maximum']}")
+    if "max_topic_alias" in limits:
+        lines.append(f"max_topic_alias {limits['max_topic_alias']}")
+    if "max_qos" in m:
+        lines.append(f"max_qos {m['max_qos']}")
+    if "retain_available" in m:
+        lines.append(f"retain_available {'true' if m['retain_available'] else 'false'}")
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------ broker
+
+
+class Broker:
+    """One broker process on 127.0.0.1 with a private directory and log file."""
+
+    def __init__(self, workdir: Path, config: dict):
+        self.workdir = workdir
+        self.config = config
+        self.host = "127.0.0.1"
+        self.port: int | None = None
+        self.proc: subprocess.Popen | None = None
+        self.log_path = workdir / "broker.log"
+        self._log_lock = threading.Lock()
+        self._port_found = threading.Event()
+        self._drainer: threading.Thread | None = None
+        self.returncode: int | None = None
+
+    # -- lifecycle
+
+    def start(self) -> "Broker":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if IS_NANOMQ:
+            binary = Path(os.environ.get("NANOMQ_BIN", REPO_ROOT / "target/debug/nanomq"))
+            if not binary.is_absolute():
+                binary = REPO_ROOT / binary
+            if not binary.exists():
+                pytest.fail(f"broker binary {binary} not found: run `cargo build -p nanomq` "
+                            "or set NANOMQ_BIN")
+            conf = self.workdir / "nanomq.toml"
+            conf.write_text(to_toml(self.config))
+            argv = [str(binary), "start", "--config", str(conf)]
+        else:
+            binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+            self.port = free_port()
+            conf = self.workdir / "mosquitto.conf"
+            conf.write_text(to_mosquitto_conf(self.config, self.port))
+            argv = [binary, "-c", str(conf)]
+        env = dict(os.environ, NO_COLOR="1")
+        if SETPRIV:
+            # The broker gets SIGKILL if the test process dies without its teardown.
+            argv = [SETPRIV, "--pdeathsig", "KILL", "--"] + argv
+        self.proc = subprocess.Popen(
+            argv, cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, env=env, start_new_session=True,
+        )
+        self._drainer = threading.Thread(target=self._drain, daemon=True)
+        self._drainer.start()
+        deadline = time.monotonic() + START_TIMEOUT
+        if IS_NANOMQ:
+            while not self._port_found.wait(0.05):
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    break
+            # The process may have printed the line and exited at once: check both.
+            if not self._port_found.is_set():
+                code = self.proc.poll()
+                self.kill()
+                why = (f"exited with code {code}" if code is not None
+                       else f"no 'listening on tcp' line within {START_TIMEOUT:.0f}s")
+                pytest.fail(f"nanomq did not start ({why}); log:\n{self.log_text()}")
+        else:
+            while not self._accepts_connections():
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.kill()
+                    pytest.fail(f"mosquitto did not start; log:\n{self.log_text()}")
+                time.sleep(0.05)
+        return self
+
+    def _accepts_connections(self) -> bool:
+        try:
+            socket.create_connection((self.host, self.port), timeout=0.5).close()
+            return True
+        except OSError:
+            return False
+
+    def _drain(self) -> None:
+        assert self.proc and self.proc.stderr
+        with open(self.log_path, "ab") as log:
+            for raw_line in iter(self.proc.stderr.readline, b""):
+                with self._log_lock:
+                    log.write(raw_line)
+                    log.flush()
+                if not self._port_found.is_set():
+                    line = ANSI_RE.sub("", raw_line.decode("utf-8", "replace"))
+                    m = LISTENING_RE.search(line)
+                    if m:
+                        self.host = m.group(1).strip("[]")
+                        if self.host in ("0.0.0.0", "::"):
+                            self.host = "127.0.0.1"
+                        self.port = int(m.group(2))
+                        self._port_found.set()
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
+        """SIGTERM, wait up to `timeout`, then SIGKILL. Returns the exit code."""
+        if self.proc is None:
+            return self.returncode
+        if self.proc.poll() is None:
+            try:
+                self.proc.send_signal(signal.SIGTERM)
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._log_note(f"did not exit {timeout}s after SIGTERM; sending SIGKILL")
+                self.kill()
+        return self._reap()
+
+    def kill(self) -> int | None:
+        if self.proc is None:
+            return self.returncode
+        if self.proc.poll() is None:
+            try:
+                self.proc.kill()
+            except ProcessLookupError:
+                pass
+        return self._reap()
+
+    def _reap(self) -> int | None:
+        try:
+            self.returncode = self.proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.returncode = None
+        if self._drainer:
+            self._drainer.join(2)
+        if self.proc.stderr:
+            self.proc.stderr.close()
+        return self.returncode
+
+    def is_running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    # -- logs
+
+    def _log_note(self, text: str) -> None:
+        with self._log_lock, open(self.log_path, "ab") as log:
+            log.write(f"[test fixture] {text}\n".encode())
+
+    def log_text(self, tail: int = 400) -> str:
+        with self._log_lock:
+            try:
+                lines = self.log_path.read_text("utf-8", "replace").splitlines()
+            except FileNotFoundError:
+                return "(no log)"
+        skipped = max(0, len(lines) - tail)
+        head = [f"... ({skipped} earlier lines in {self.log_path})"] if skipped else []
+        return "\n".join(head + lines[-tail:])
+
+    def __repr__(self) -> str:
+        return f"<{BROKER} {self.host}:{self.port}>"
+
+
+@pytest.fixture
+def broker_factory(tmp_path, request):
+    """Start brokers with config overrides: broker_factory({"limits": {"max_inflight": 5}})."""
+    started: list[Broker] = []
+    request.node._brokers = started
+
+    def start(overrides: dict | None = None) -> Broker:
+        cfg = deep_merge(DEFAULT_CONFIG, overrides)
+        b = Broker(tmp_path / f"broker{len(started)}", cfg)
+        started.append(b)
+        return b.start()
+
+    yield start
+    for b in started:
+        b.stop()
+
+
+@pytest.fixture
+def broker(broker_factory) -> Broker:
+    return broker_factory()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for b in getattr(item, "_brokers", []):
+            report.sections.append((f"{BROKER} log ({b.workdir.name})", b.log_text()))
+
+
+# ------------------------------------------------------------------ clients
+
+V5 = mqtt.MQTTv5
+V311 = mqtt.MQTTv311
+
+
+def props(packet_type, **kw) -> Properties:
+    """props(PacketTypes.PUBLISH, MessageExpiryInterval=5, UserProperty=[("a", "b")])."""
+    p = Properties(packet_type)
+    for k, v in kw.items():
+        setattr(p, k, v)
+    return p
+
+
+def pub_props(**kw) -> Properties:
+    return props(PacketTypes.PUBLISH, **kw)
+
+
+class Client:
+    """A paho-mqtt 2.x client driven by its own loop thread, with synchronous helpers.
+
+    No automatic reconnect: a lost connection stays lost, so takeover tests can't
+    ping-pong. Received messages go to a thread-safe queue; wait_for(n) collects them.
+    """
+
+    def __init__(self, broker: Broker, client_id: str = "", protocol=V5, clean_start=True,
+                 session_expiry: int | None = None, keepalive: int = 30,
+                 connect_props: Properties | None = None, will: dict | None = None):
+        self.broker = broker
+        self.protocol = protocol
+        self.client_id = client_id
+        self.messages: queue.Queue = queue.Queue()
+        kw = {}
+        if protocol != V5:
+            kw["clean_session"] = clean_start
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                             protocol=protocol, **kw)
+        self.c.on_connect = self._on_connect
+        self.c.on_message = self._on_message
+        self.c.on_subscribe = self._on_subscribe
+        self.c.on_unsubscribe = self._on_unsubscribe
+        self.c.on_disconnect = self._on_disconnect
+        self._connected = threading.Event()
+        self._disconnected = threading.Event()
+        self._acks: dict[int, queue.Queue] = {}
+        self._acks_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.connack = None  # (reason_code, session_present, properties)
+        self.disconnect_reason = None
+        if will:
+            self.c.will_set(**will)
+        self._clean_start = clean_start
+        self._session_expiry = session_expiry
+        self._keepalive = keepalive
+        self._connect_props = connect_props
+
+    # -- callbacks (loop thread)
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        self.connack = (reason_code, flags.session_present, properties)
+        self._connected.set()
+
+    def _on_message(self, client, userdata, msg):
+        self.messages.put(msg)
+
+    def _ack_queue(self, mid: int) -> queue.Queue:
+        with self._acks_lock:
+            return self._acks.setdefault(mid, queue.Queue())
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        self._ack_queue(mid).put([rc.value for rc in reason_codes])
+
+    def _on_unsubscribe(self, client, userdata, mid, reason_codes, properties):
+        codes = reason_codes if isinstance(reason_codes, list) else [reason_codes]
+        self._ack_queue(mid).put([rc.value for rc in codes])
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        self.disconnect_reason = reason_code
+        self._disconnected.set()
+
+    # -- driving
+
+    def connect(self, timeout: float = 5.0, expect_success: bool = True):
+        """Connect and wait for CONNACK. Returns (reason_code:int, session_present, props)."""
+        kw = {}
+        cprops = self._connect_props
+        if self.protocol == V5:
+            kw["clean_start"] = self._clean_start
+            if self._session_expiry is not None:
+                cprops = cprops or Properties(PacketTypes.CONNECT)
+                cprops.SessionExpiryInterval = self._session_expiry
+            kw["properties"] = cprops
+        self.c.connect(self.broker.host, self.broker.port, keepalive=self._keepalive, **kw)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        if not self._connected.wait(timeout):
+            raise AssertionError(f"no CONNACK within {timeout}s for {self.client_id!r}")
+        rc, sp, cprops = self.connack
+        if expect_success and rc.value != 0:
+            raise AssertionError(f"CONNACK refused: {rc} ({rc.value:#x})")
+        return rc.value, sp, cprops
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            rc = self.c.loop(timeout=0.02)
+            if rc != mqtt.MQTT_ERR_SUCCESS:
+                self._disconnected.set()
+                return
+
+    @property
+    def session_present(self) -> bool:
+        return bool(self.connack and self.connack[1])
+
+    def is_connected(self) -> bool:
+        return self.c.is_connected() and not self._disconnected.is_set()
+
+    def subscribe(self, topic, qos: int = 0, options: SubscribeOptions | None = None,
+                  properties: Properties | None = None, timeout: float = 5.0) -> list[int]:
+        """Subscribe and wait for the SUBACK; returns the reason codes (granted QoS)."""
+        if isinstance(topic, list):
+            arg = topic
+        elif self.protocol == V5:
+            arg = [(topic, options or SubscribeOptions(qos=qos))]
+        else:
+            arg = [(topic, qos)]
+        rc, mid = self.c.subscribe(arg, properties=properties)
+        assert rc == mqtt.MQTT_ERR_SUCCESS, f"subscribe failed locally: {rc}"
+        try:
+            return self._ack_queue(mid).get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no SUBACK within {timeout}s for {topic!r}") from None
+
+    def unsubscribe(self, topic, timeout: float = 5.0) -> list[int]:
+        rc, mid = self.c.unsubscribe(topic)
+        assert rc == mqtt.MQTT_ERR_SUCCESS, f"unsubscribe failed locally: {rc}"
+        try:
+            return self._ack_queue(mid).get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no UNSUBACK within {timeout}s") from None
+
+    def publish(self, topic: str, payload=b"", qos: int = 0, retain: bool = False,
+                properties: Properties | None = None, timeout: float = 5.0):
+        """Publish and, for QoS 1/2, wait until the broker acknowledged it."""
+        info = self.c.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise AssertionError(f"publish failed locally: {mqtt.error_string(info.rc)}")
+        info.wait_for_publish(timeout)
+        if not info.is_published():
+            raise AssertionError(f"publish to {topic!r} (QoS {qos}) not acknowledged in "
+                                 f"{timeout}s")
+        return info
+
+    def wait_for(self, n: int, timeout: float = 5.0) -> list:
+        """Exactly-at-least n messages within timeout (raises with what did arrive)."""
+        got = []
+        deadline = time.monotonic() + timeout
+        while len(got) < n:
+            left = deadline - time.monotonic()
+            try:
+                got.append(self.messages.get(timeout=max(0.0, left)))
+            except queue.Empty:
+                raise AssertionError(
+                    f"{self.client_id!r}: got {len(got)} of {n} messages within {timeout}s: "
+                    f"{[(m.topic, m.payload[:30]) for m in got]}") from None
+        return got
+
+    def drain(self, timeout: float = 0.5) -> list:
+        """Every message arriving within `timeout`."""
+        got = []
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return got
+            try:
+                got.append(self.messages.get(timeout=left))
+            except queue.Empty:
+                return got
+
+    def expect_nothing(self, timeout: float = 1.0) -> None:
+        got = self.drain(timeout)
+        assert not got, f"unexpected messages: {[(m.topic, m.payload[:30]) for m in got]}"
+
+    def disconnect(self, reasoncode=None, properties=None, timeout: float = 5.0) -> None:
+        """Send DISCONNECT and wait until the connection is closed."""
+        if self.is_connected():
+            self.c.disconnect(reasoncode=reasoncode, properties=properties)
+            self._disconnected.wait(timeout)
+        self.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread and self._thread is not threading.current_thread():
+            self._thread.join(5)
+        try:
+            self.c.socket() and self.c.socket().close()
+        except OSError:
+            pass
+
+
+@pytest.fixture
+def client_factory():
+    """connect(broker, client_id, ...) -> connected Client; all closed at teardown."""
+    made: list[Client] = []
+
+    def connect(broker: Broker, client_id: str = "", protocol=V5, **kw) -> Client:
+        expect_success = kw.pop("expect_success", True)
+        c = Client(broker, client_id=client_id, protocol=protocol, **kw)
+        made.append(c)
+        c.connect(expect_success=expect_success)
+        return c
+
+    yield connect
+    for c in made:
+        try:
+            c.close()
+        except Exception:  # noqa: BLE001 - teardown must reach every client
+            pass
+
+
+@pytest.fixture
+def raw_factory():
+    """raw_factory(broker, timeout=5) -> raw.RawClient to that broker; closed at teardown."""
+    import raw
+
+    made = []
+
+    def open_(target: Broker, timeout: float = 5.0) -> raw.RawClient:
+        r = raw.RawClient(target.host, target.port, timeout=timeout)
+        made.append(r)
+        return r
+
+    yield open_
+    for r in made:
+        r.close()
+
+
+def unique(prefix: str) -> str:
+    """A client id / topic component unique within this run."""
+    unique.n += 1
+    return f"{prefix}-{os.getpid()}-{unique.n}"
+
+
+unique.n = 0
