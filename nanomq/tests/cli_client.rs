@@ -71,13 +71,21 @@ fn mosquitto() -> Option<(Running, u16)> {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let broker = Running(child);
+    let mut broker = Running(child);
     let deadline = Instant::now() + TIMEOUT;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while !listening(port) {
+        let exited = broker.0.try_wait().ok().flatten();
+        assert!(exited.is_none(), "mosquitto exited: {exited:?}");
         assert!(Instant::now() < deadline, "mosquitto did not start");
         sleep(Duration::from_millis(20));
     }
     Some((broker, port))
+}
+
+/// True when something listens on the port. A connection whose two ends are the same address
+/// is Linux's TCP self-connect to a port nobody listens on, not a listener.
+fn listening(port: u16) -> bool {
+    TcpStream::connect(("127.0.0.1", port)).is_ok_and(|s| s.local_addr().ok() != s.peer_addr().ok())
 }
 
 /// Starts `nanomq ARGS... -h 127.0.0.1 -p PORT` with stdout and stderr piped.
