@@ -11,7 +11,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -149,7 +149,14 @@ impl Broker {
     fn start_nanomq(dir: PathBuf) -> Broker {
         let config = dir.join("nanomq.toml");
         std::fs::write(&config, CONFIG).expect("write config");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nanomq"));
+        // NANOMQ_BIN (as for the other suites) overrides the binary cargo built.
+        // A relative NANOMQ_BIN is taken from the repository root.
+        let bin = match std::env::var_os("NANOMQ_BIN").map(PathBuf::from) {
+            Some(p) if p.is_relative() => Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(p),
+            Some(p) => p,
+            None => PathBuf::from(env!("CARGO_BIN_EXE_nanomq")),
+        };
+        let mut cmd = Command::new(bin);
         cmd.arg("start").arg("--config").arg(&config);
         let (mut broker, port_rx) = Self::spawn(dir, cmd);
         match port_rx.recv_timeout(START_TIMEOUT) {

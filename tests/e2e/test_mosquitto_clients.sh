@@ -293,6 +293,7 @@ t_persistent_session() {  # -c with a fixed id: messages published while away ar
   expect_eq "messages" "MSG|sh/persist|1|0|while-away" "$(messages "$out")"
 }
 
+# shellcheck disable=SC2016 # '$SYS' is a literal topic
 t_sys() {
   local out="$WORK/sys.out"
   timeout 15 mosquitto_sub -h 127.0.0.1 -p "$PORT" -t '$SYS/broker/version' -C 1 -W 5 \

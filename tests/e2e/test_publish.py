@@ -8,7 +8,7 @@ import time
 import pytest
 
 import raw
-from conftest import IS_NANOMQ, V5, V311, pub_props, unique
+from conftest import V5, V311, pub_props, unique
 
 
 # ------------------------------------------------------------- QoS both directions
