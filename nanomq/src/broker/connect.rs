@@ -5,12 +5,11 @@ use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::Instant;
 
 use super::connection::{Connection, Io};
 use super::registry::{finish_session, Claim, SessionRef};
@@ -102,10 +101,12 @@ fn refuse<R, W>(io: &mut Io<R, W>, version: ProtocolVersion, reason: ReasonCode)
     encode(&Packet::ConnAck(ack), version, &mut io.wbuf);
 }
 
-/// A client id for a client that sent none: unique enough and not guessable.
+/// A client id for a client that sent none: unique (a counter) and not guessable (hashed with
+/// the process's random keys).
 fn assign_client_id() -> String {
+    static ASSIGNED: AtomicU64 = AtomicU64::new(0);
     let mut h = RandomState::new().build_hasher();
-    h.write_u128(Instant::now().elapsed().as_nanos());
+    h.write_u64(ASSIGNED.fetch_add(1, Ordering::Relaxed));
     format!("nanomq-{:016x}", h.finish())
 }
 

@@ -248,14 +248,19 @@ impl Session {
                 self.inflight.next_packet_id()
             };
             let topic = &item.message.topic;
-            let (topic_field, alias) = outgoing_alias(&mut a, topic);
+            let alias = outgoing_alias(&mut a, topic);
+            let topic_field = if alias.is_some_and(|al| !al.new) {
+                ""
+            } else {
+                topic
+            };
             let publish = OutgoingPublish {
                 dup: false,
                 qos: item.qos,
                 retain: item.retain,
                 topic: topic_field,
                 packet_id,
-                topic_alias: alias,
+                topic_alias: alias.map(|al| al.alias),
                 message_expiry_interval: expiry,
                 subscription_identifiers: &item.subscription_identifiers,
                 properties: &item.message.properties,
@@ -264,7 +269,7 @@ impl Session {
             if publish.encoded_len(a.params.version) > a.params.max_packet_size as usize {
                 // MQTT-3.1.2-25: discard as if delivered. An alias assigned just now would be
                 // unknown to the client: forget it.
-                if topic_field.len() == topic.len() && alias.is_some() {
+                if alias.is_some_and(|al| al.new) {
                     a.aliases.remove(topic);
                 }
                 stats.too_large += 1;
@@ -327,21 +332,32 @@ impl Session {
     }
 }
 
-/// Picks the topic and Topic Alias for one PUBLISH: the topic and a new alias while aliases
-/// remain, then an empty topic with that alias for every later message on the topic.
-fn outgoing_alias<'a>(a: &mut Attached, topic: &'a Arc<str>) -> (&'a str, Option<u16>) {
+/// A Topic Alias chosen for one outgoing PUBLISH.
+#[derive(Debug, Clone, Copy)]
+struct AliasUse {
+    alias: u16,
+    /// Assigned by this PUBLISH, which must then carry the topic too; later ones send "".
+    new: bool,
+}
+
+/// Picks the Topic Alias for one PUBLISH: a new alias while aliases remain, then the same alias
+/// for every later message on the topic; none once the client's maximum is used up.
+fn outgoing_alias(a: &mut Attached, topic: &Arc<str>) -> Option<AliasUse> {
     if a.alias_limit == 0 {
-        return (topic, None);
+        return None;
     }
     if let Some(&alias) = a.aliases.get(topic) {
-        return ("", Some(alias));
+        return Some(AliasUse { alias, new: false });
     }
     let next = a.aliases.len() as u16 + 1;
     if next > a.alias_limit {
-        return (topic, None);
+        return None;
     }
     a.aliases.insert(topic.clone(), next);
-    (topic, Some(next))
+    Some(AliasUse {
+        alias: next,
+        new: true,
+    })
 }
 
 #[cfg(test)]
