@@ -15,6 +15,8 @@
 //!
 //! `config` is the TOML schema with defaults and line-numbered errors; `cli` the `nanomq`
 //! command line (`start`, `check-config`, `pub`, `sub`).
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod broker;
 pub mod cli;
 pub mod config;

@@ -19,7 +19,6 @@
 //!
 //! `retained` keeps the last retained message per topic name in a trie, so a subscription only
 //! walks the branches its filter can match.
-#![warn(missing_docs, unreachable_pub)]
 
 mod fanout;
 mod retained;
