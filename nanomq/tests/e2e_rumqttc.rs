@@ -237,18 +237,145 @@ fn client_id(prefix: &str) -> String {
     )
 }
 
+// ------------------------------------------------------------------ rumqttc client wrappers
+
+/// Defines, in the module that invokes it, `Client`: a rumqttc `AsyncClient` whose event
+/// loop runs in a task, with the helpers both protocol versions share.
+///
+/// rumqttc has two parallel APIs, `rumqttc` (MQTT 3.1.1) and `rumqttc::v5` (MQTT 5.0),
+/// whose types have the same names and shapes but share no traits, so one generic wrapper
+/// cannot cover both. This macro holds the one copy of the wrapper logic; each version's
+/// module passes the `use` items that bring in its own `AsyncClient`, `ConnAck`,
+/// `ConnectReturnCode`, `Event`, `MqttOptions`, `Packet`, `Publish`, `QoS` and
+/// `SubscribeReasonCode`, which the generated code (and the rest of the module) names.
+/// Only what really differs between the versions (connect options, the `publish`
+/// signature) is written in the modules themselves.
+macro_rules! rumqttc_client {
+    ($($imports:item)*) => {
+        $($imports)*
+
+        /// A client whose event loop runs in a task; events arrive on `rx`. The task stops
+        /// at the first connection error, so a client never reconnects behind a test's back.
+        pub(super) struct Client {
+            pub(super) client: AsyncClient,
+            rx: tmpsc::UnboundedReceiver<Result<Event, String>>,
+            task: tokio::task::JoinHandle<()>,
+        }
+
+        impl Client {
+            pub(super) async fn connect(opts: MqttOptions) -> (Client, ConnAck) {
+                let (client, mut eventloop) = AsyncClient::new(opts, 100);
+                let (tx, rx) = tmpsc::unbounded_channel();
+                let task = tokio::spawn(async move {
+                    loop {
+                        match eventloop.poll().await {
+                            Ok(ev) => {
+                                if tx.send(Ok(ev)).is_err() {
+                                    return;
+                                }
+                            }
+                            Err(e) => {
+                                let _ = tx.send(Err(e.to_string()));
+                                return;
+                            }
+                        }
+                    }
+                });
+                let mut c = Client { client, rx, task };
+                let ack = c
+                    .next_incoming(|p| match p {
+                        Packet::ConnAck(a) => Some(a.clone()),
+                        _ => None,
+                    })
+                    .await;
+                assert_eq!(ack.code, ConnectReturnCode::Success, "{ack:?}");
+                (c, ack)
+            }
+
+            /// The next incoming packet for which `f` returns Some, within STEP.
+            pub(super) async fn next_incoming<T>(
+                &mut self,
+                f: impl Fn(&Packet) -> Option<T>,
+            ) -> T {
+                let deadline = tokio::time::Instant::now() + STEP;
+                loop {
+                    let ev = tokio::time::timeout_at(deadline, self.rx.recv())
+                        .await
+                        .expect("timed out waiting for an incoming packet")
+                        .expect("event loop task ended");
+                    match ev {
+                        Ok(Event::Incoming(p)) => {
+                            if let Some(v) = f(&p) {
+                                return v;
+                            }
+                        }
+                        Ok(Event::Outgoing(_)) => {}
+                        Err(e) => panic!("connection error: {e}"),
+                    }
+                }
+            }
+
+            pub(super) async fn publishes(&mut self, n: usize) -> Vec<Publish> {
+                let mut out = Vec::with_capacity(n);
+                while out.len() < n {
+                    out.push(
+                        self.next_incoming(|p| match p {
+                            Packet::Publish(p) => Some(p.clone()),
+                            _ => None,
+                        })
+                        .await,
+                    );
+                }
+                out
+            }
+
+            pub(super) async fn subscribe(&mut self, filter: &str, qos: QoS) {
+                timeout(STEP, self.client.subscribe(filter, qos))
+                    .await
+                    .expect("subscribe request timed out")
+                    .expect("subscribe request");
+                let codes = self
+                    .next_incoming(|p| match p {
+                        Packet::SubAck(a) => Some(a.return_codes.clone()),
+                        _ => None,
+                    })
+                    .await;
+                assert_eq!(codes, vec![SubscribeReasonCode::Success(qos)], "{filter}");
+            }
+
+            /// After a publish request: for QoS 1/2, wait for the broker's PUBACK / PUBCOMP.
+            async fn publish_acked(&mut self, qos: QoS) {
+                match qos {
+                    QoS::AtMostOnce => {}
+                    QoS::AtLeastOnce => {
+                        self.next_incoming(|p| matches!(p, Packet::PubAck(_)).then_some(()))
+                            .await
+                    }
+                    QoS::ExactlyOnce => {
+                        self.next_incoming(|p| matches!(p, Packet::PubComp(_)).then_some(()))
+                            .await
+                    }
+                }
+            }
+
+            pub(super) async fn disconnect(self) {
+                let _ = timeout(STEP, self.client.disconnect()).await;
+                let _ = timeout(STEP, self.task).await;
+            }
+        }
+    };
+}
+
 // ------------------------------------------------------------------ MQTT 3.1.1 (rumqttc v4)
 
 mod v4 {
     use super::*;
-    use rumqttc::{AsyncClient, ConnAck, Event, MqttOptions, Packet, Publish, QoS};
 
-    /// A client whose event loop runs in a task; events arrive on `rx`. The task stops at
-    /// the first connection error, so a client never reconnects behind a test's back.
-    pub(super) struct Client {
-        pub(super) client: AsyncClient,
-        rx: tmpsc::UnboundedReceiver<Result<Event, String>>,
-        task: tokio::task::JoinHandle<()>,
+    rumqttc_client! {
+        use rumqttc::{
+            AsyncClient, ConnAck, ConnectReturnCode, Event, MqttOptions, Packet, Publish, QoS,
+            SubscribeReasonCode,
+        };
     }
 
     pub(super) fn options(broker: &Broker, id: &str, clean: bool) -> MqttOptions {
@@ -259,67 +386,17 @@ mod v4 {
     }
 
     impl Client {
-        pub(super) async fn connect(opts: MqttOptions) -> (Client, ConnAck) {
-            let (client, mut eventloop) = AsyncClient::new(opts, 100);
-            let (tx, rx) = tmpsc::unbounded_channel();
-            let task = tokio::spawn(async move {
-                loop {
-                    match eventloop.poll().await {
-                        Ok(ev) => {
-                            if tx.send(Ok(ev)).is_err() {
-                                return;
-                            }
-                        }
-                        Err(e) => {
-                            let _ = tx.send(Err(e.to_string()));
-                            return;
-                        }
-                    }
-                }
-            });
-            let mut c = Client { client, rx, task };
-            let ack = c
-                .next_incoming(|p| match p {
-                    Packet::ConnAck(a) => Some(a.clone()),
-                    _ => None,
-                })
-                .await;
-            assert_eq!(ack.code, rumqttc::ConnectReturnCode::Success, "{ack:?}");
-            (c, ack)
-        }
-
-        /// The next incoming packet for which `f` returns Some, within STEP.
-        pub(super) async fn next_incoming<T>(&mut self, f: impl Fn(&Packet) -> Option<T>) -> T {
-            let deadline = tokio::time::Instant::now() + STEP;
-            loop {
-                let ev = tokio::time::timeout_at(deadline, self.rx.recv())
-                    .await
-                    .expect("timed out waiting for an incoming packet")
-                    .expect("event loop task ended");
-                match ev {
-                    Ok(Event::Incoming(p)) => {
-                        if let Some(v) = f(&p) {
-                            return v;
-                        }
-                    }
-                    Ok(Event::Outgoing(_)) => {}
-                    Err(e) => panic!("connection error: {e}"),
-                }
-            }
-        }
-
-        pub(super) async fn publishes(&mut self, n: usize) -> Vec<Publish> {
-            let mut out = Vec::with_capacity(n);
-            while out.len() < n {
-                out.push(
-                    self.next_incoming(|p| match p {
-                        Packet::Publish(p) => Some(p.clone()),
-                        _ => None,
-                    })
-                    .await,
-                );
-            }
-            out
+        /// Publish and, for QoS 1/2, wait for the broker's PUBACK / PUBCOMP.
+        pub(super) async fn publish(&mut self, topic: &str, qos: QoS, retain: bool, body: &str) {
+            timeout(
+                STEP,
+                self.client
+                    .publish(topic, qos, retain, body.as_bytes().to_vec()),
+            )
+            .await
+            .expect("publish request timed out")
+            .expect("publish request");
+            self.publish_acked(qos).await;
         }
 
         /// Nothing but pings for `wait`.
@@ -334,52 +411,6 @@ mod v4 {
                 }
             }
         }
-
-        pub(super) async fn subscribe(&mut self, filter: &str, qos: QoS) {
-            timeout(STEP, self.client.subscribe(filter, qos))
-                .await
-                .expect("subscribe request timed out")
-                .expect("subscribe request");
-            let codes = self
-                .next_incoming(|p| match p {
-                    Packet::SubAck(a) => Some(a.return_codes.clone()),
-                    _ => None,
-                })
-                .await;
-            assert_eq!(
-                codes,
-                vec![rumqttc::SubscribeReasonCode::Success(qos)],
-                "{filter}"
-            );
-        }
-
-        /// Publish and, for QoS 1/2, wait for the broker's PUBACK / PUBCOMP.
-        pub(super) async fn publish(&mut self, topic: &str, qos: QoS, retain: bool, body: &str) {
-            timeout(
-                STEP,
-                self.client
-                    .publish(topic, qos, retain, body.as_bytes().to_vec()),
-            )
-            .await
-            .expect("publish request timed out")
-            .expect("publish request");
-            match qos {
-                QoS::AtMostOnce => {}
-                QoS::AtLeastOnce => {
-                    self.next_incoming(|p| matches!(p, Packet::PubAck(_)).then_some(()))
-                        .await
-                }
-                QoS::ExactlyOnce => {
-                    self.next_incoming(|p| matches!(p, Packet::PubComp(_)).then_some(()))
-                        .await
-                }
-            }
-        }
-
-        pub(super) async fn disconnect(self) {
-            let _ = timeout(STEP, self.client.disconnect()).await;
-            let _ = timeout(STEP, self.task).await;
-        }
     }
 }
 
@@ -387,17 +418,14 @@ mod v4 {
 
 mod v5 {
     use super::*;
-    use rumqttc::v5::mqttbytes::v5::{
-        ConnAck, ConnectProperties, ConnectReturnCode, Packet, Publish, PublishProperties,
-        SubscribeReasonCode,
-    };
-    use rumqttc::v5::mqttbytes::QoS;
-    use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+    use rumqttc::v5::mqttbytes::v5::{ConnectProperties, PublishProperties};
 
-    pub(super) struct Client {
-        pub(super) client: AsyncClient,
-        rx: tmpsc::UnboundedReceiver<Result<Event, String>>,
-        task: tokio::task::JoinHandle<()>,
+    rumqttc_client! {
+        use rumqttc::v5::mqttbytes::v5::{
+            ConnAck, ConnectReturnCode, Packet, Publish, SubscribeReasonCode,
+        };
+        use rumqttc::v5::mqttbytes::QoS;
+        use rumqttc::v5::{AsyncClient, Event, MqttOptions};
     }
 
     pub(super) fn options(broker: &Broker, id: &str, clean: bool, expiry: u32) -> MqttOptions {
@@ -413,82 +441,8 @@ mod v5 {
     }
 
     impl Client {
-        pub(super) async fn connect(opts: MqttOptions) -> (Client, ConnAck) {
-            let (client, mut eventloop) = AsyncClient::new(opts, 100);
-            let (tx, rx) = tmpsc::unbounded_channel();
-            let task = tokio::spawn(async move {
-                loop {
-                    match eventloop.poll().await {
-                        Ok(ev) => {
-                            if tx.send(Ok(ev)).is_err() {
-                                return;
-                            }
-                        }
-                        Err(e) => {
-                            let _ = tx.send(Err(e.to_string()));
-                            return;
-                        }
-                    }
-                }
-            });
-            let mut c = Client { client, rx, task };
-            let ack = c
-                .next_incoming(|p| match p {
-                    Packet::ConnAck(a) => Some(a.clone()),
-                    _ => None,
-                })
-                .await;
-            assert_eq!(ack.code, ConnectReturnCode::Success, "{ack:?}");
-            (c, ack)
-        }
-
-        pub(super) async fn next_incoming<T>(&mut self, f: impl Fn(&Packet) -> Option<T>) -> T {
-            let deadline = tokio::time::Instant::now() + STEP;
-            loop {
-                let ev = tokio::time::timeout_at(deadline, self.rx.recv())
-                    .await
-                    .expect("timed out waiting for an incoming packet")
-                    .expect("event loop task ended");
-                match ev {
-                    Ok(Event::Incoming(p)) => {
-                        if let Some(v) = f(&p) {
-                            return v;
-                        }
-                    }
-                    Ok(Event::Outgoing(_)) => {}
-                    Err(e) => panic!("connection error: {e}"),
-                }
-            }
-        }
-
-        pub(super) async fn publishes(&mut self, n: usize) -> Vec<Publish> {
-            let mut out = Vec::with_capacity(n);
-            while out.len() < n {
-                out.push(
-                    self.next_incoming(|p| match p {
-                        Packet::Publish(p) => Some(p.clone()),
-                        _ => None,
-                    })
-                    .await,
-                );
-            }
-            out
-        }
-
-        pub(super) async fn subscribe(&mut self, filter: &str, qos: QoS) {
-            timeout(STEP, self.client.subscribe(filter, qos))
-                .await
-                .expect("subscribe request timed out")
-                .expect("subscribe request");
-            let codes = self
-                .next_incoming(|p| match p {
-                    Packet::SubAck(a) => Some(a.return_codes.clone()),
-                    _ => None,
-                })
-                .await;
-            assert_eq!(codes, vec![SubscribeReasonCode::Success(qos)], "{filter}");
-        }
-
+        /// Publish (with `props` if given) and, for QoS 1/2, wait for the broker's
+        /// PUBACK / PUBCOMP.
         pub(super) async fn publish(
             &mut self,
             topic: &str,
@@ -511,22 +465,7 @@ mod v5 {
             request
                 .expect("publish request timed out")
                 .expect("publish request");
-            match qos {
-                QoS::AtMostOnce => {}
-                QoS::AtLeastOnce => {
-                    self.next_incoming(|p| matches!(p, Packet::PubAck(_)).then_some(()))
-                        .await
-                }
-                QoS::ExactlyOnce => {
-                    self.next_incoming(|p| matches!(p, Packet::PubComp(_)).then_some(()))
-                        .await
-                }
-            }
-        }
-
-        pub(super) async fn disconnect(self) {
-            let _ = timeout(STEP, self.client.disconnect()).await;
-            let _ = timeout(STEP, self.task).await;
+            self.publish_acked(qos).await;
         }
     }
 }

@@ -31,6 +31,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+import raw
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BROKER = os.environ.get("BROKER", "nanomq")
 if BROKER not in ("nanomq", "mosquitto"):
@@ -136,9 +138,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# (nanomq config section, key, the mosquitto.conf option that means the same)
+MOSQUITTO_OPTIONS = [
+    ("limits", "max_queued_messages", "max_queued_messages"),
+    ("limits", "max_keepalive", "max_keepalive"),
+    ("limits", "max_packet_size", "max_packet_size"),
+    # mosquitto uses one number for its own Receive Maximum and the outgoing window.
+    ("limits", "receive_maximum", "max_inflight_messages"),
+    ("limits", "max_topic_alias", "max_topic_alias"),
+    ("mqtt", "max_qos", "max_qos"),
+    ("mqtt", "retain_available", "retain_available"),
+]
+
+
 def to_mosquitto_conf(cfg: dict, port: int) -> str:
     """Translate the nanomq test config into the nearest mosquitto.conf."""
-    limits, m, sys_ = cfg.get("limits", {}), cfg.get("mqtt", {}), cfg.get("sys", {})
+    sys_ = cfg.get("sys", {})
     lines = [
         f"listener {port} 127.0.0.1",
         "allow_anonymous true",
@@ -151,21 +166,13 @@ def to_mosquitto_conf(cfg: dict, port: int) -> str:
     if os.geteuid() == 0:
         # Dropping privileges would clear the parent-death signal set by setpriv.
         lines.append("user root")
-    if "max_queued_messages" in limits:
-        lines.append(f"max_queued_messages {limits['max_queued_messages']}")
-    if "max_keepalive" in limits:
-        lines.append(f"max_keepalive {limits['max_keepalive']}")
-    if "max_packet_size" in limits:
-        lines.append(f"max_packet_size {limits['max_packet_size']}")
-    if "receive_maximum" in limits:
-        # mosquitto uses one number for its own Receive Maximum and the outgoing window.
-        lines.append(f"max_inflight_messages {limits['receive_maximum']}")
-    if "max_topic_alias" in limits:
-        lines.append(f"max_topic_alias {limits['max_topic_alias']}")
-    if "max_qos" in m:
-        lines.append(f"max_qos {m['max_qos']}")
-    if "retain_available" in m:
-        lines.append(f"retain_available {'true' if m['retain_available'] else 'false'}")
+    for section, key, option in MOSQUITTO_OPTIONS:
+        body = cfg.get(section, {})
+        if key in body:
+            value = body[key]
+            if isinstance(value, bool):
+                value = "true" if value else "false"
+            lines.append(f"{option} {value}")
     return "\n".join(lines) + "\n"
 
 
@@ -518,16 +525,7 @@ class Client:
 
     def drain(self, timeout: float = 0.5) -> list:
         """Every message arriving within `timeout`."""
-        got = []
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return got
-            try:
-                got.append(self.messages.get(timeout=left))
-            except queue.Empty:
-                return got
+        return raw.collect(lambda left: self.messages.get(timeout=left), timeout, queue.Empty)
 
     def expect_nothing(self, timeout: float = 1.0) -> None:
         got = self.drain(timeout)
@@ -573,8 +571,6 @@ def client_factory():
 @pytest.fixture
 def raw_factory():
     """raw_factory(broker, timeout=5) -> raw.RawClient to that broker; closed at teardown."""
-    import raw
-
     made = []
 
     def open_(target: Broker, timeout: float = 5.0) -> raw.RawClient:
@@ -585,6 +581,16 @@ def raw_factory():
     yield open_
     for r in made:
         r.close()
+
+
+def raw_subscriber(raw_factory, broker: Broker, prefix: str, topic_filter: str, qos: int = 1,
+                   **connect_kw) -> raw.RawClient:
+    """A raw client connected as unique(prefix) (CONNECT options `connect_kw`, which must be
+    accepted) and subscribed to `topic_filter` at `qos`."""
+    sub = raw_factory(broker)
+    assert sub.connect(unique(prefix), **connect_kw).reason == 0
+    sub.subscribe([(topic_filter, raw.sub_options(qos=qos))])
+    return sub
 
 
 def unique(prefix: str) -> str:

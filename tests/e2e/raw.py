@@ -88,6 +88,22 @@ class Timeout(Exception):
     """Nothing (or not the expected packet) arrived in time."""
 
 
+def collect(get, timeout: float, stop) -> list:
+    """Call get(seconds_left) until `timeout` seconds have passed or it raises one of the
+    exceptions in `stop`; return what it returned, in order.
+
+    Shared by RawClient.recv_all and conftest's Client.drain.
+    """
+    out = []
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            out.append(get(left))
+        except stop:
+            break
+    return out
+
+
 # ---------------------------------------------------------------- encoding
 
 
@@ -536,16 +552,7 @@ class RawClient:
 
     def recv_all(self, timeout: float) -> list[Packet]:
         """Every packet arriving within `timeout` seconds (stops early on close)."""
-        out = []
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return out
-            try:
-                out.append(self.recv(left))
-            except (Timeout, Closed):
-                return out
+        return collect(self.recv, timeout, (Timeout, Closed))
 
     def wait_closed(self, timeout: float) -> list[Packet]:
         """Wait until the server closes; return the packets seen before the close.

@@ -8,7 +8,7 @@ import time
 import pytest
 
 import raw
-from conftest import IS_NANOMQ, V5, V311, pub_props, unique
+from conftest import IS_NANOMQ, V5, V311, pub_props, raw_subscriber, unique
 
 
 # ------------------------------------------------------------- client identifiers
@@ -174,9 +174,7 @@ def test_connect_timeout_closes_silent_socket(broker, raw_factory):
 
 @pytest.mark.mosquitto_deviates("2.0.11 refills the whole window after each PUBACK")
 def test_broker_honours_client_receive_maximum(broker, raw_factory, client_factory):
-    sub = raw_factory(broker)
-    assert sub.connect(unique("rm"), props={"receive_maximum": 2}).reason == 0
-    sub.subscribe([("rm/t", raw.sub_options(qos=1))])
+    sub = raw_subscriber(raw_factory, broker, "rm", "rm/t", props={"receive_maximum": 2})
     pub = client_factory(broker, unique("rm-pub"))
     for i in range(5):
         pub.publish("rm/t", f"m{i}".encode(), qos=1)
@@ -204,9 +202,8 @@ def test_broker_honours_client_receive_maximum(broker, raw_factory, client_facto
 
 
 def test_broker_respects_client_maximum_packet_size(broker, raw_factory, client_factory):
-    sub = raw_factory(broker)
-    assert sub.connect(unique("mps"), props={"maximum_packet_size": 100}).reason == 0
-    sub.subscribe([("mps/t", raw.sub_options(qos=1))])
+    sub = raw_subscriber(raw_factory, broker, "mps", "mps/t",
+                         props={"maximum_packet_size": 100})
     pub = client_factory(broker, unique("mps-pub"))
     pub.publish("mps/t", b"B" * 200, qos=1)
     pub.publish("mps/t", b"small", qos=1)
@@ -270,9 +267,7 @@ def test_unknown_topic_alias_without_topic_is_protocol_error(broker, raw_factory
 
 @pytest.mark.nanomq_only("mosquitto never assigns outgoing topic aliases")
 def test_broker_assigns_outgoing_topic_aliases(broker, raw_factory, client_factory):
-    sub = raw_factory(broker)
-    assert sub.connect(unique("ota"), props={"topic_alias_maximum": 10}).reason == 0
-    sub.subscribe([("ota/#", raw.sub_options(qos=1))])
+    sub = raw_subscriber(raw_factory, broker, "ota", "ota/#", props={"topic_alias_maximum": 10})
     # paho-mqtt 2.x does not resolve inbound topic aliases, so it advertises none and
     # must get full topics; the aliased stream is checked on the raw client.
     paho_sub = client_factory(broker, unique("ota-paho"))
@@ -298,9 +293,8 @@ def test_broker_assigns_outgoing_topic_aliases(broker, raw_factory, client_facto
 
 
 def test_no_outgoing_alias_when_client_allows_none(broker, raw_factory, client_factory):
-    sub = raw_factory(broker)
-    assert sub.connect(unique("nota")).reason == 0  # Topic Alias Maximum absent = 0
-    sub.subscribe([("nota/t", raw.sub_options(qos=0))])
+    # No Topic Alias Maximum in the CONNECT: the client allows none.
+    sub = raw_subscriber(raw_factory, broker, "nota", "nota/t", qos=0)
     pub = client_factory(broker, unique("nota-pub"))
     for _ in range(3):
         pub.publish("nota/t", b"x", qos=1)

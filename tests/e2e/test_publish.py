@@ -8,7 +8,7 @@ import time
 import pytest
 
 import raw
-from conftest import V5, V311, pub_props, unique
+from conftest import V5, V311, pub_props, raw_subscriber, unique
 
 
 # ------------------------------------------------------------- QoS both directions
@@ -31,9 +31,7 @@ def test_delivered_qos_is_min_of_publish_and_subscription(broker, client_factory
 
 
 def test_qos2_exactly_once_flow_on_the_wire(broker, raw_factory):
-    sub = raw_factory(broker)
-    assert sub.connect(unique("q2s")).reason == 0
-    sub.subscribe([("q2/t", raw.sub_options(qos=2))])
+    sub = raw_subscriber(raw_factory, broker, "q2s", "q2/t", qos=2)
     pub = raw_factory(broker)
     assert pub.connect(unique("q2p")).reason == 0
 
@@ -82,9 +80,7 @@ def test_qos_downgrade_on_the_wire(broker, raw_factory, client_factory):
 
 
 def test_inflight_packet_ids_are_unique(broker, raw_factory, client_factory):
-    sub = raw_factory(broker)
-    assert sub.connect(unique("pid"), props={"receive_maximum": 20}).reason == 0
-    sub.subscribe([("pid/t", raw.sub_options(qos=1))])
+    sub = raw_subscriber(raw_factory, broker, "pid", "pid/t", props={"receive_maximum": 20})
     pub = client_factory(broker, unique("pid-pub"))
     for i in range(10):
         pub.publish("pid/t", str(i).encode(), qos=1)

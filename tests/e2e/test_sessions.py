@@ -18,13 +18,20 @@ def persistent(broker, client_factory, cid, protocol, expiry=60):
     return client_factory(broker, cid, protocol=V311, clean_start=False)
 
 
+def leave_subscribed(broker, client_factory, cid, topic, qos=1, protocol=V5, expiry=60):
+    """Connect `cid` with a persistent session, subscribe to `topic` and disconnect, so the
+    session stays on the broker with no connection. Returns the disconnected client."""
+    sub = persistent(broker, client_factory, cid, protocol, expiry)
+    sub.subscribe(topic, qos=qos)
+    sub.disconnect()
+    return sub
+
+
 @pytest.mark.parametrize("protocol", [V5, V311], ids=["v5", "v311"])
 def test_offline_messages_delivered_on_resume(broker, client_factory, protocol):
     cid = unique("ps")
-    sub = persistent(broker, client_factory, cid, protocol)
-    assert not sub.session_present
-    sub.subscribe("ps/t", qos=1)
-    sub.disconnect()
+    sub = leave_subscribed(broker, client_factory, cid, "ps/t", protocol=protocol)
+    assert not sub.session_present  # in its CONNACK: a new session
 
     pub = client_factory(broker, unique("ps-pub"))
     for i in range(50):
@@ -46,9 +53,7 @@ def test_offline_messages_delivered_on_resume(broker, client_factory, protocol):
 
 def test_offline_qos2_messages_delivered_once(broker, client_factory):
     cid = unique("ps2")
-    sub = persistent(broker, client_factory, cid, V5)
-    sub.subscribe("ps2/t", qos=2)
-    sub.disconnect()
+    leave_subscribed(broker, client_factory, cid, "ps2/t", qos=2)
     pub = client_factory(broker, unique("ps2-pub"))
     for i in range(5):
         pub.publish("ps2/t", str(i).encode(), qos=2)
@@ -60,9 +65,7 @@ def test_offline_qos2_messages_delivered_once(broker, client_factory):
 
 def test_session_expiry_honoured(broker, client_factory):
     cid = unique("se")
-    sub = persistent(broker, client_factory, cid, V5, expiry=1)
-    sub.subscribe("se/t", qos=1)
-    sub.disconnect()
+    leave_subscribed(broker, client_factory, cid, "se/t", expiry=1)
     pub = client_factory(broker, unique("se-pub"))
     pub.publish("se/t", b"lost", qos=1)
     time.sleep(2.2)
@@ -75,9 +78,7 @@ def test_session_expiry_honoured(broker, client_factory):
 
 def test_session_kept_within_expiry(broker, client_factory):
     cid = unique("sk")
-    sub = persistent(broker, client_factory, cid, V5, expiry=5)
-    sub.subscribe("sk/t", qos=1)
-    sub.disconnect()
+    leave_subscribed(broker, client_factory, cid, "sk/t", expiry=5)
     time.sleep(1.0)
     again = persistent(broker, client_factory, cid, V5)
     assert again.session_present
@@ -95,9 +96,7 @@ def test_disconnect_can_end_session(broker, client_factory):
 
 def test_clean_start_discards_queued_messages(broker, client_factory):
     cid = unique("cs")
-    sub = persistent(broker, client_factory, cid, V5)
-    sub.subscribe("cs/t", qos=1)
-    sub.disconnect()
+    leave_subscribed(broker, client_factory, cid, "cs/t")
     pub = client_factory(broker, unique("cs-pub"))
     pub.publish("cs/t", b"old", qos=1)
     fresh = client_factory(broker, cid, protocol=V5, clean_start=True, session_expiry=60)
@@ -107,34 +106,22 @@ def test_clean_start_discards_queued_messages(broker, client_factory):
     fresh.expect_nothing(0.5)  # the old subscription went with the old session
 
 
-def test_offline_queue_limit_drop_new(broker_factory, client_factory):
+@pytest.mark.parametrize("policy, kept", [
+    pytest.param("drop-new", range(100), id="drop-new"),
+    pytest.param("drop-oldest", range(50, 150), id="drop-oldest",
+                 marks=pytest.mark.nanomq_only("queue_full_policy is nanomq config")),
+])
+def test_offline_queue_limit(broker_factory, client_factory, policy, kept):
+    """150 messages for an offline session with room for 100: drop-new keeps the first
+    100 (what mosquitto does too), drop-oldest the newest 100."""
     broker = broker_factory({"limits": {"max_queued_messages": 100,
-                                        "queue_full_policy": "drop-new"}})
+                                        "queue_full_policy": policy}})
     cid = unique("ql")
-    sub = persistent(broker, client_factory, cid, V5)
-    sub.subscribe("ql/t", qos=1)
-    sub.disconnect()
+    leave_subscribed(broker, client_factory, cid, "ql/t")
     pub = client_factory(broker, unique("ql-pub"))
     for i in range(150):
         pub.publish("ql/t", str(i).encode(), qos=1)
     again = persistent(broker, client_factory, cid, V5)
     got = [int(m.payload) for m in again.wait_for(100, timeout=5)]
     got += [int(m.payload) for m in again.drain(1.0)]
-    assert got == list(range(100)), f"drop-new keeps the first messages: got {len(got)}: {got[:3]}..."
-
-
-@pytest.mark.nanomq_only("queue_full_policy is nanomq config")
-def test_offline_queue_limit_drop_oldest(broker_factory, client_factory):
-    broker = broker_factory({"limits": {"max_queued_messages": 100,
-                                        "queue_full_policy": "drop-oldest"}})
-    cid = unique("qo")
-    sub = persistent(broker, client_factory, cid, V5)
-    sub.subscribe("qo/t", qos=1)
-    sub.disconnect()
-    pub = client_factory(broker, unique("qo-pub"))
-    for i in range(150):
-        pub.publish("qo/t", str(i).encode(), qos=1)
-    again = persistent(broker, client_factory, cid, V5)
-    got = [int(m.payload) for m in again.wait_for(100, timeout=5)]
-    got += [int(m.payload) for m in again.drain(1.0)]
-    assert got == list(range(50, 150)), f"drop-oldest keeps the newest: {got[:3]}..."
+    assert got == list(kept), f"{policy}: got {len(got)}: {got[:3]}...{got[-3:]}"

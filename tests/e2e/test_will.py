@@ -14,18 +14,26 @@ from conftest import unique
 WILL = dict(will_payload=b"gone", will_qos=1)
 
 
-def will_subscriber(broker, client_factory, topic, qos=1):
-    s = client_factory(broker, unique("will-sub"))
-    s.subscribe(topic, qos=qos)
-    return s
+def watched_will_client(broker, raw_factory, client_factory, tag, cid=None, sub_qos=1,
+                        **connect_kw):
+    """A subscriber (at `sub_qos`) on a fresh will topic, then a raw client connected as
+    `cid` (default: a unique id) with a will on that topic: WILL, overridden by `connect_kw`.
+
+    Returns (topic, subscriber, raw client); the CONNECT must have been accepted.
+    """
+    topic = f"will/{unique(tag)}"
+    sub = client_factory(broker, unique("will-sub"))
+    sub.subscribe(topic, qos=sub_qos)
+    a = raw_factory(broker)
+    ack = a.connect(cid or unique("w"), will_topic=topic, **{**WILL, **connect_kw})
+    assert ack.reason == 0, ack
+    return topic, sub, a
 
 
 @pytest.mark.parametrize("version", [raw.V5, raw.V311, raw.V31], ids=["v5", "v311", "v31"])
 def test_will_sent_on_abnormal_close(broker, raw_factory, client_factory, version):
-    topic = f"will/{unique('drop')}"
-    sub = will_subscriber(broker, client_factory, topic)
-    a = raw_factory(broker)
-    assert a.connect(unique("w"), version=version, will_topic=topic, **WILL).reason == 0
+    topic, sub, a = watched_will_client(broker, raw_factory, client_factory, "drop",
+                                        version=version)
     sub.expect_nothing(0.3)
     a.close()  # no DISCONNECT: the network connection just drops
     (m,) = sub.wait_for(1, timeout=5)
@@ -34,41 +42,30 @@ def test_will_sent_on_abnormal_close(broker, raw_factory, client_factory, versio
 
 @pytest.mark.parametrize("version", [raw.V5, raw.V311], ids=["v5", "v311"])
 def test_will_not_sent_on_normal_disconnect(broker, raw_factory, client_factory, version):
-    topic = f"will/{unique('norm')}"
-    sub = will_subscriber(broker, client_factory, topic)
-    a = raw_factory(broker)
-    assert a.connect(unique("w"), version=version, will_topic=topic, **WILL).reason == 0
+    _, sub, a = watched_will_client(broker, raw_factory, client_factory, "norm",
+                                    version=version)
     a.disconnect(0x00)
     sub.expect_nothing(1.5)
 
 
 def test_will_sent_on_disconnect_with_will_message(broker, raw_factory, client_factory):
-    topic = f"will/{unique('x04')}"
-    sub = will_subscriber(broker, client_factory, topic)
-    a = raw_factory(broker)
-    assert a.connect(unique("w"), will_topic=topic, **WILL).reason == 0
+    _, sub, a = watched_will_client(broker, raw_factory, client_factory, "x04")
     a.disconnect(0x04)  # Disconnect with Will Message
     (m,) = sub.wait_for(1, timeout=5)
     assert m.payload == b"gone"
 
 
 def test_will_sent_on_keepalive_timeout(broker, raw_factory, client_factory):
-    topic = f"will/{unique('ka')}"
-    sub = will_subscriber(broker, client_factory, topic)
-    a = raw_factory(broker)
-    assert a.connect(unique("w"), keepalive=1, will_topic=topic, **WILL).reason == 0
+    _, sub, a = watched_will_client(broker, raw_factory, client_factory, "ka", keepalive=1)
     # Stay silent with the socket open: the broker times the client out.
     (m,) = sub.wait_for(1, timeout=9)
     assert m.payload == b"gone"
 
 
 def test_will_delay_interval_delays_will(broker, raw_factory, client_factory):
-    topic = f"will/{unique('delay')}"
-    sub = will_subscriber(broker, client_factory, topic)
-    a = raw_factory(broker)
-    ack = a.connect(unique("w"), clean=False, props={"session_expiry_interval": 30},
-                    will_topic=topic, will_props={"will_delay_interval": 2}, **WILL)
-    assert ack.reason == 0
+    _, sub, a = watched_will_client(broker, raw_factory, client_factory, "delay", clean=False,
+                                    props={"session_expiry_interval": 30},
+                                    will_props={"will_delay_interval": 2})
     dropped = time.monotonic()
     a.close()
     sub.expect_nothing(1.3)
@@ -81,13 +78,10 @@ def test_will_delay_interval_delays_will(broker, raw_factory, client_factory):
 @pytest.mark.parametrize("how", ["reconnect-after-drop", "takeover"])
 def test_will_not_sent_if_session_resumed_within_delay(broker, raw_factory, client_factory,
                                                       how):
-    topic = f"will/{unique('resume')}"
     cid = unique("w")
-    sub = will_subscriber(broker, client_factory, topic)
-    a = raw_factory(broker)
-    ack = a.connect(cid, clean=False, props={"session_expiry_interval": 30},
-                    will_topic=topic, will_props={"will_delay_interval": 2}, **WILL)
-    assert ack.reason == 0
+    _, sub, a = watched_will_client(broker, raw_factory, client_factory, "resume", cid=cid,
+                                    clean=False, props={"session_expiry_interval": 30},
+                                    will_props={"will_delay_interval": 2})
     if how == "reconnect-after-drop":
         a.close()
         time.sleep(0.5)
@@ -100,12 +94,9 @@ def test_will_not_sent_if_session_resumed_within_delay(broker, raw_factory, clie
 
 def test_will_sent_at_session_expiry_if_shorter_than_delay(broker, raw_factory,
                                                          client_factory):
-    topic = f"will/{unique('exp')}"
-    sub = will_subscriber(broker, client_factory, topic)
-    a = raw_factory(broker)
-    ack = a.connect(unique("w"), clean=False, props={"session_expiry_interval": 1},
-                    will_topic=topic, will_props={"will_delay_interval": 30}, **WILL)
-    assert ack.reason == 0
+    _, sub, a = watched_will_client(broker, raw_factory, client_factory, "exp", clean=False,
+                                    props={"session_expiry_interval": 1},
+                                    will_props={"will_delay_interval": 30})
     dropped = time.monotonic()
     a.close()
     (m,) = sub.wait_for(1, timeout=5)
@@ -115,9 +106,6 @@ def test_will_sent_at_session_expiry_if_shorter_than_delay(broker, raw_factory,
 
 
 def test_will_properties_passed_through(broker, raw_factory, client_factory):
-    topic = f"will/{unique('props')}"
-    sub = will_subscriber(broker, client_factory, topic)
-    a = raw_factory(broker)
     will_props = {
         "payload_format_indicator": 1,
         "message_expiry_interval": 60,
@@ -126,7 +114,8 @@ def test_will_properties_passed_through(broker, raw_factory, client_factory):
         "correlation_data": b"\x00\x01corr",
         "user_property": [("who", "sensor-7"), ("why", "lost")],
     }
-    assert a.connect(unique("w"), will_topic=topic, will_props=will_props, **WILL).reason == 0
+    _, sub, a = watched_will_client(broker, raw_factory, client_factory, "props",
+                                    will_props=will_props)
     a.close()
     (m,) = sub.wait_for(1, timeout=5)
     p = m.properties
@@ -151,10 +140,8 @@ def test_will_retained(broker, raw_factory, client_factory):
 
 
 def test_will_qos_is_min_of_will_and_subscription(broker, raw_factory, client_factory):
-    topic = f"will/{unique('qos')}"
-    sub = will_subscriber(broker, client_factory, topic, qos=2)
-    a = raw_factory(broker)
-    assert a.connect(unique("w"), will_topic=topic, will_payload=b"q", will_qos=1).reason == 0
+    _, sub, a = watched_will_client(broker, raw_factory, client_factory, "qos", sub_qos=2,
+                                    will_payload=b"q", will_qos=1)
     a.close()
     (m,) = sub.wait_for(1, timeout=5)
     assert m.qos == 1
