@@ -1,5 +1,8 @@
 //! In-process broker tests on the paused tokio clock: timers (keepalive, CONNECT timeout, will
 //! delay, session expiry) are checked exactly and instantly over real loopback sockets.
+//! `limits` checks every configured limit and capability switch the same way.
+
+mod limits;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -14,6 +17,9 @@ use crate::mqtt::{
     decode, encode, ConnAck, Connect, Packet, Properties, ProtocolVersion, QoS, ReasonCode,
     Subscribe, SubscriptionOptions, Will,
 };
+
+/// Longer than any broker timer these tests wait for; instant on the paused clock.
+const RECV_LIMIT: Duration = Duration::from_secs(60);
 
 /// Starts a broker on 127.0.0.1:0; it stops when the returned sender is dropped.
 async fn start(config: Config) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
@@ -31,6 +37,7 @@ async fn start(config: Config) -> (SocketAddr, tokio::sync::oneshot::Sender<()>)
 struct Client {
     stream: TcpStream,
     rbuf: BytesMut,
+    version: ProtocolVersion,
 }
 
 impl Client {
@@ -38,11 +45,13 @@ impl Client {
         Client {
             stream: TcpStream::connect(addr).await.unwrap(),
             rbuf: BytesMut::new(),
+            version: ProtocolVersion::V5,
         }
     }
 
     async fn connect(addr: SocketAddr, c: Connect) -> (Client, ConnAck) {
         let mut client = Client::open(addr).await;
+        client.version = c.protocol;
         client.send(Packet::Connect(Box::new(c))).await;
         match client.recv().await {
             Some(Packet::ConnAck(a)) => (client, a),
@@ -52,14 +61,21 @@ impl Client {
 
     async fn send(&mut self, p: Packet) {
         let mut out = BytesMut::new();
-        encode(&p, ProtocolVersion::V5, &mut out);
+        encode(&p, self.version, &mut out);
         self.stream.write_all(&out).await.unwrap();
     }
 
-    /// The next packet, or None once the broker closed the connection.
+    /// The next packet, or None once the broker closed the connection. Panics after
+    /// [`RECV_LIMIT`] so a broker that never answers fails the test instead of hanging it.
     async fn recv(&mut self) -> Option<Packet> {
+        tokio::time::timeout(RECV_LIMIT, self.recv_unbounded())
+            .await
+            .expect("no packet and no close from the broker")
+    }
+
+    async fn recv_unbounded(&mut self) -> Option<Packet> {
         loop {
-            if let Some(p) = decode(&mut self.rbuf, ProtocolVersion::V5, u32::MAX).unwrap() {
+            if let Some(p) = decode(&mut self.rbuf, self.version, u32::MAX).unwrap() {
                 return Some(p);
             }
             match self.stream.read_buf(&mut self.rbuf).await {
@@ -85,15 +101,17 @@ fn v5(client_id: &str, keep_alive: u16, expiry: u32) -> Connect {
 }
 
 fn subscribe(filter: &str) -> Packet {
+    subscribe_all(&[filter], QoS::AtLeastOnce)
+}
+
+fn subscribe_all(filters: &[&str], qos: QoS) -> Packet {
+    let options = SubscriptionOptions {
+        qos,
+        ..SubscriptionOptions::default()
+    };
     Packet::Subscribe(Subscribe {
         packet_id: 1,
-        filters: vec![(
-            filter.into(),
-            SubscriptionOptions {
-                qos: QoS::AtLeastOnce,
-                ..SubscriptionOptions::default()
-            },
-        )],
+        filters: filters.iter().map(|f| (f.to_string(), options)).collect(),
         ..Subscribe::default()
     })
 }
@@ -194,7 +212,7 @@ async fn reconnect_within_the_will_delay_cancels_the_will() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (_again, ack) = Client::connect(addr, v5("back", 0, 100)).await;
     assert!(ack.session_present);
-    let nothing = tokio::time::timeout(Duration::from_secs(30), watcher.recv()).await;
+    let nothing = tokio::time::timeout(Duration::from_secs(30), watcher.recv_unbounded()).await;
     assert!(nothing.is_err(), "no will expected, got {nothing:?}");
 }
 

@@ -1,0 +1,242 @@
+//! Every configured limit and capability switch, seen from a client: what CONNACK advertises
+//! and what the broker answers when the client goes past it.
+
+use super::*;
+use crate::mqtt::{Publish, SubAck};
+
+fn publish(topic: &str, qos: QoS, retain: bool) -> Packet {
+    Packet::Publish(Publish {
+        qos,
+        retain,
+        topic: topic.into(),
+        packet_id: u16::from(qos != QoS::AtMostOnce),
+        payload: Bytes::from_static(b"x"),
+        ..Publish::default()
+    })
+}
+
+/// Sends `p` and expects the broker to answer with DISCONNECT `reason` and close.
+async fn expect_disconnect(c: &mut Client, p: Packet, reason: ReasonCode) {
+    c.send(p).await;
+    match c.recv().await {
+        Some(Packet::Disconnect(d)) => assert_eq!(d.reason, reason),
+        other => panic!("expected DISCONNECT {reason:?}, got {other:?}"),
+    }
+    assert_eq!(
+        c.recv().await,
+        None,
+        "the connection is closed after DISCONNECT"
+    );
+}
+
+async fn suback(c: &mut Client, p: Packet) -> SubAck {
+    c.send(p).await;
+    match c.recv().await {
+        Some(Packet::SubAck(a)) => a,
+        other => panic!("expected SUBACK, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn broker_and_listener_connection_limits() {
+    let mut config = Config::default();
+    config.limits.max_connections = 2;
+    let (addr, _stop) = start(config).await;
+    let (mut first, _) = Client::connect(addr, v5("one", 0, 0)).await;
+    let (_second, _) = Client::connect(addr, v5("two", 0, 0)).await;
+    let mut third = Client::open(addr).await;
+    assert_eq!(
+        third.recv().await,
+        None,
+        "over max_connections: closed at once"
+    );
+    first.send(Packet::PingReq).await;
+    assert_eq!(
+        first.recv().await,
+        Some(Packet::PingResp),
+        "others keep working"
+    );
+
+    let mut config = Config::default();
+    config.listeners[0].max_connections = 1;
+    let (addr, _stop) = start(config).await;
+    let (_only, _) = Client::connect(addr, v5("only", 0, 0)).await;
+    assert_eq!(Client::open(addr).await.recv().await, None);
+}
+
+#[tokio::test]
+async fn subscriptions_per_client_quota() {
+    let mut config = Config::default();
+    config.limits.max_subscriptions_per_client = 2;
+    let (addr, _stop) = start(config).await;
+    let (mut c, _) = Client::connect(addr, v5("quota", 0, 0)).await;
+    let ack = suback(&mut c, subscribe_all(&["a", "b", "c"], QoS::AtLeastOnce)).await;
+    assert_eq!(
+        ack.reasons,
+        [
+            ReasonCode::GRANTED_QOS_1,
+            ReasonCode::GRANTED_QOS_1,
+            ReasonCode::QUOTA_EXCEEDED
+        ]
+    );
+    let again = suback(&mut c, subscribe_all(&["a"], QoS::ExactlyOnce)).await;
+    assert_eq!(
+        again.reasons,
+        [ReasonCode::GRANTED_QOS_2],
+        "replacing is not a new one"
+    );
+}
+
+#[tokio::test]
+async fn topic_level_limit() {
+    let mut config = Config::default();
+    config.limits.max_topic_levels = 3;
+    let (addr, _stop) = start(config).await;
+    let (mut c, _) = Client::connect(addr, v5("levels", 0, 0)).await;
+    let ack = suback(
+        &mut c,
+        subscribe_all(&["a/b/c", "a/b/c/d"], QoS::AtMostOnce),
+    )
+    .await;
+    assert_eq!(
+        ack.reasons,
+        [ReasonCode::GRANTED_QOS_0, ReasonCode::TOPIC_FILTER_INVALID]
+    );
+    let deep = publish("a/b/c/d", QoS::AtMostOnce, false);
+    expect_disconnect(&mut c, deep, ReasonCode::TOPIC_NAME_INVALID).await;
+}
+
+#[tokio::test]
+async fn capabilities_switched_off_are_advertised_and_refused() {
+    let mut config = Config::default();
+    config.mqtt.shared_subscriptions = false;
+    config.mqtt.wildcard_subscriptions = false;
+    config.mqtt.subscription_identifiers = false;
+    let (addr, _stop) = start(config).await;
+    let (mut c, ack) = Client::connect(addr, v5("caps", 0, 0)).await;
+    let p = &ack.properties;
+    assert_eq!(p.shared_subscription_available, Some(0));
+    assert_eq!(p.wildcard_subscription_available, Some(0));
+    assert_eq!(p.subscription_identifier_available, Some(0));
+    let ack = suback(
+        &mut c,
+        subscribe_all(&["$share/g/t", "a/+", "a/b"], QoS::AtMostOnce),
+    )
+    .await;
+    assert_eq!(
+        ack.reasons,
+        [
+            ReasonCode::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED,
+            ReasonCode::WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED,
+            ReasonCode::GRANTED_QOS_0
+        ]
+    );
+    let Packet::Subscribe(mut with_id) = subscribe("x") else {
+        unreachable!()
+    };
+    with_id.properties.subscription_identifiers = vec![7];
+    let reason = ReasonCode::SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED;
+    expect_disconnect(&mut c, Packet::Subscribe(with_id), reason).await;
+}
+
+#[tokio::test]
+async fn retain_unavailable() {
+    let mut config = Config::default();
+    config.mqtt.retain_available = false;
+    let (addr, _stop) = start(config).await;
+    let (mut c, ack) = Client::connect(addr, v5("noretain", 0, 0)).await;
+    assert_eq!(ack.properties.retain_available, Some(0));
+    let retained = publish("t", QoS::AtMostOnce, true);
+    expect_disconnect(&mut c, retained, ReasonCode::RETAIN_NOT_SUPPORTED).await;
+
+    let mut will = with_will(v5("retained-will", 0, 0), 0);
+    will.will.as_mut().unwrap().retain = true;
+    let (_c, ack) = Client::connect(addr, will).await;
+    assert_eq!(ack.reason, ReasonCode::RETAIN_NOT_SUPPORTED);
+}
+
+#[tokio::test]
+async fn maximum_qos() {
+    let mut config = Config::default();
+    config.mqtt.max_qos = 1;
+    let (addr, _stop) = start(config).await;
+    let (mut c, ack) = Client::connect(addr, v5("qos1", 0, 0)).await;
+    assert_eq!(ack.properties.maximum_qos, Some(1));
+    let ack = suback(&mut c, subscribe_all(&["t"], QoS::ExactlyOnce)).await;
+    assert_eq!(
+        ack.reasons,
+        [ReasonCode::GRANTED_QOS_1],
+        "downgraded, not refused"
+    );
+    let qos2 = publish("t", QoS::ExactlyOnce, false);
+    expect_disconnect(&mut c, qos2, ReasonCode::QOS_NOT_SUPPORTED).await;
+}
+
+#[tokio::test]
+async fn keepalive_floor_and_session_expiry_cap() {
+    let mut config = Config::default();
+    config.limits.min_keepalive = 30;
+    config.limits.max_session_expiry_secs = 100;
+    let (addr, _stop) = start(config).await;
+    let (_c, ack) = Client::connect(addr, v5("floor", 10, 1000)).await;
+    assert_eq!(ack.properties.server_keep_alive, Some(30));
+    assert_eq!(ack.properties.session_expiry_interval, Some(100));
+
+    // A 3.1.1 client cannot be told another keepalive, so it is refused (return code 2).
+    let mut v3 = v5("floor3", 10, 0);
+    v3.protocol = ProtocolVersion::V311;
+    v3.properties = Properties::default();
+    let (_c, ack) = Client::connect(addr, v3).await;
+    assert_eq!(ack.reason, ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
+}
+
+#[tokio::test]
+async fn broker_inflight_cap_applies_below_the_clients_receive_maximum() {
+    let mut config = Config::default();
+    config.limits.max_inflight = 2;
+    let (addr, _stop) = start(config).await;
+    let (mut sub, _) = Client::connect(addr, v5("slow", 0, 0)).await;
+    suback(&mut sub, subscribe("t")).await;
+    let (mut publisher, _) = Client::connect(addr, v5("fast", 0, 0)).await;
+    for _ in 0..5 {
+        publisher.send(publish("t", QoS::AtLeastOnce, false)).await;
+        assert!(matches!(publisher.recv().await, Some(Packet::PubAck(_))));
+    }
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        match sub.recv().await {
+            Some(Packet::Publish(p)) => ids.push(p.packet_id),
+            other => panic!("{other:?}"),
+        }
+    }
+    let more = tokio::time::timeout(Duration::from_millis(300), sub.recv_unbounded()).await;
+    assert!(
+        more.is_err(),
+        "a third message while two are unacknowledged: {more:?}"
+    );
+    sub.send(Packet::PubAck(crate::mqtt::PubAck {
+        packet_id: ids[0],
+        ..Default::default()
+    }))
+    .await;
+    assert!(matches!(sub.recv().await, Some(Packet::Publish(_))));
+}
+
+#[tokio::test]
+async fn shared_subscription_with_no_local_is_a_protocol_error() {
+    let (addr, _stop) = start(Config::default()).await;
+    let (mut c, _) = Client::connect(addr, v5("nolocal", 0, 0)).await;
+    let Packet::Subscribe(mut s) = subscribe("$share/g/t") else {
+        unreachable!()
+    };
+    s.filters[0].1.no_local = true;
+    expect_disconnect(&mut c, Packet::Subscribe(s), ReasonCode::PROTOCOL_ERROR).await;
+}
+
+#[tokio::test]
+async fn auth_after_connect_is_a_protocol_error() {
+    let (addr, _stop) = start(Config::default()).await;
+    let (mut c, _) = Client::connect(addr, v5("auth", 0, 0)).await;
+    let auth = Packet::Auth(crate::mqtt::Auth::default());
+    expect_disconnect(&mut c, auth, ReasonCode::PROTOCOL_ERROR).await;
+}
