@@ -24,27 +24,8 @@ use tokio::time::timeout;
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 const STEP: Duration = Duration::from_secs(5);
 
-const CONFIG: &str = r#"[log]
-level = "debug"
-
-[[listeners]]
-kind = "tcp"
-bind = "127.0.0.1:0"
-
-[limits]
-max_queued_messages = 100
-receive_maximum = 10
-max_keepalive = 60
-connect_timeout_secs = 2
-max_packet_size = 65536
-
-[mqtt]
-outgoing_topic_aliases = true
-max_outgoing_topic_alias = 10
-
-[sys]
-interval_secs = 1
-"#;
+/// The configuration shared by every end-to-end suite.
+const CONFIG: &str = include_str!("../../tests/e2e/nanomq.toml");
 
 // ------------------------------------------------------------------ broker process
 

@@ -23,6 +23,7 @@ import socket
 import subprocess
 import threading
 import time
+import tomllib
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -45,19 +46,8 @@ LISTENING_RE = re.compile(r"listening on tcp (\S+):(\d+)")
 ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 SETPRIV = shutil.which("setpriv")
 
-DEFAULT_CONFIG: dict = {
-    "log": {"level": "debug"},
-    "listeners": [{"kind": "tcp", "bind": "127.0.0.1:0"}],
-    "limits": {
-        "max_queued_messages": 100,
-        "receive_maximum": 10,
-        "max_keepalive": 60,
-        "connect_timeout_secs": 2,
-        "max_packet_size": 65536,
-    },
-    "mqtt": {"outgoing_topic_aliases": True, "max_outgoing_topic_alias": 10},
-    "sys": {"interval_secs": 1},
-}
+# The configuration shared by every end-to-end suite; tests merge their overrides into it.
+DEFAULT_CONFIG: dict = tomllib.loads((Path(__file__).parent / "nanomq.toml").read_text())
 
 
 def pytest_configure(config):

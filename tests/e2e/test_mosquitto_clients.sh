@@ -59,28 +59,7 @@ start_broker() {
     local bin="${NANOMQ_BIN:-$ROOT/target/debug/nanomq}"
     [[ "$bin" == /* ]] || bin="$ROOT/$bin"
     [[ -x "$bin" ]] || die "broker binary $bin not found (cargo build -p nanomq)"
-    cat >"$WORK/nanomq.toml" <<'EOF'
-[log]
-level = "debug"
-
-[[listeners]]
-kind = "tcp"
-bind = "127.0.0.1:0"
-
-[limits]
-max_queued_messages = 100
-receive_maximum = 10
-max_keepalive = 60
-connect_timeout_secs = 2
-max_packet_size = 65536
-
-[mqtt]
-outgoing_topic_aliases = true
-max_outgoing_topic_alias = 10
-
-[sys]
-interval_secs = 1
-EOF
+    cp "$ROOT/tests/e2e/nanomq.toml" "$WORK/nanomq.toml"
     NO_COLOR=1 "${DIE_WITH_US[@]}" "$bin" start --config "$WORK/nanomq.toml" </dev/null >/dev/null 2>"$LOG" &
     BROKER_PID=$!
     local line
