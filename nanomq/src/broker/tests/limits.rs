@@ -2,7 +2,7 @@
 //! and what the broker answers when the client goes past it.
 
 use super::*;
-use crate::mqtt::{Publish, SubAck};
+use crate::mqtt::Publish;
 
 fn publish(topic: &str, qos: QoS, retain: bool) -> Packet {
     Packet::Publish(Publish {
@@ -27,14 +27,6 @@ async fn expect_disconnect(c: &mut Client, p: Packet, reason: ReasonCode) {
         None,
         "the connection is closed after DISCONNECT"
     );
-}
-
-async fn suback(c: &mut Client, p: Packet) -> SubAck {
-    c.send(p).await;
-    match c.recv().await {
-        Some(Packet::SubAck(a)) => a,
-        other => panic!("expected SUBACK, got {other:?}"),
-    }
 }
 
 #[tokio::test]

@@ -86,6 +86,32 @@ impl Client {
     }
 }
 
+async fn suback(c: &mut Client, p: Packet) -> crate::mqtt::SubAck {
+    c.send(p).await;
+    match c.recv().await {
+        Some(Packet::SubAck(a)) => a,
+        other => panic!("expected SUBACK, got {other:?}"),
+    }
+}
+
+/// A client subscribed to every will topic these tests use.
+async fn watcher(addr: SocketAddr) -> Client {
+    let (mut c, _) = Client::connect(addr, v5("watcher", 0, 0)).await;
+    suback(&mut c, subscribe("will/#")).await;
+    c
+}
+
+/// Asserts that `secs` whole seconds, and less than one more, passed since `t0`: exact on the
+/// paused clock, so an early or late timer fails.
+fn assert_waited(t0: Instant, secs: u64) {
+    let waited = t0.elapsed();
+    let expected = Duration::from_secs(secs);
+    assert!(
+        waited >= expected && waited < expected + Duration::from_secs(1),
+        "expected {secs} s, waited {waited:?}"
+    );
+}
+
 fn v5(client_id: &str, keep_alive: u16, expiry: u32) -> Connect {
     Connect {
         protocol: ProtocolVersion::V5,
@@ -139,11 +165,7 @@ async fn keepalive_is_enforced_at_one_and_a_half_times() {
         Some(Packet::Disconnect(d)) => assert_eq!(d.reason, ReasonCode::KEEP_ALIVE_TIMEOUT),
         other => panic!("{other:?}"),
     }
-    let waited = t0.elapsed();
-    assert!(
-        waited >= Duration::from_secs(15) && waited < Duration::from_secs(16),
-        "{waited:?}"
-    );
+    assert_waited(t0, 15);
 }
 
 #[tokio::test(start_paused = true)]
@@ -174,19 +196,13 @@ async fn silent_sockets_are_closed_at_the_connect_timeout() {
     let mut c = Client::open(addr).await;
     let t0 = Instant::now();
     assert_eq!(c.recv().await, None);
-    let waited = t0.elapsed();
-    assert!(
-        waited >= Duration::from_secs(7) && waited < Duration::from_secs(8),
-        "{waited:?}"
-    );
+    assert_waited(t0, 7);
 }
 
 #[tokio::test(start_paused = true)]
 async fn will_waits_for_its_delay() {
     let (addr, _stop) = start(Config::default()).await;
-    let (mut watcher, _) = Client::connect(addr, v5("watcher", 0, 0)).await;
-    watcher.send(subscribe("will/#")).await;
-    assert!(matches!(watcher.recv().await, Some(Packet::SubAck(_))));
+    let mut watcher = watcher(addr).await;
     let (dying, _) = Client::connect(addr, with_will(v5("dying", 0, 100), 5)).await;
     let t0 = Instant::now();
     drop(dying);
@@ -194,19 +210,13 @@ async fn will_waits_for_its_delay() {
         Some(Packet::Publish(p)) => assert_eq!(&p.payload[..], b"gone"),
         other => panic!("{other:?}"),
     }
-    let waited = t0.elapsed();
-    assert!(
-        waited >= Duration::from_secs(5) && waited < Duration::from_secs(6),
-        "{waited:?}"
-    );
+    assert_waited(t0, 5);
 }
 
 #[tokio::test(start_paused = true)]
 async fn reconnect_within_the_will_delay_cancels_the_will() {
     let (addr, _stop) = start(Config::default()).await;
-    let (mut watcher, _) = Client::connect(addr, v5("watcher", 0, 0)).await;
-    watcher.send(subscribe("will/#")).await;
-    assert!(matches!(watcher.recv().await, Some(Packet::SubAck(_))));
+    let mut watcher = watcher(addr).await;
     let (dying, _) = Client::connect(addr, with_will(v5("back", 0, 100), 5)).await;
     drop(dying);
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -219,20 +229,13 @@ async fn reconnect_within_the_will_delay_cancels_the_will() {
 #[tokio::test(start_paused = true)]
 async fn session_expiry_ends_the_session_and_sends_a_longer_delayed_will() {
     let (addr, _stop) = start(Config::default()).await;
-    let (mut watcher, _) = Client::connect(addr, v5("watcher", 0, 0)).await;
-    watcher.send(subscribe("will/#")).await;
-    assert!(matches!(watcher.recv().await, Some(Packet::SubAck(_))));
+    let mut watcher = watcher(addr).await;
     let (mut c, _) = Client::connect(addr, with_will(v5("short", 0, 3), 60)).await;
-    c.send(subscribe("x")).await;
-    assert!(matches!(c.recv().await, Some(Packet::SubAck(_))));
+    suback(&mut c, subscribe("x")).await;
     let t0 = Instant::now();
     drop(c);
     assert!(matches!(watcher.recv().await, Some(Packet::Publish(_))));
-    let waited = t0.elapsed();
-    assert!(
-        waited >= Duration::from_secs(3) && waited < Duration::from_secs(4),
-        "{waited:?}"
-    );
+    assert_waited(t0, 3);
     let (_c, ack) = Client::connect(addr, v5("short", 0, 3)).await;
     assert!(!ack.session_present, "the session expired");
 }
