@@ -2,7 +2,6 @@
 //! assignment, session takeover and resumption, and the negotiated limits.
 
 use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,17 +21,29 @@ use crate::session::{ConnectionParams, Session};
 
 /// Waits for CONNECT (bounded by the CONNECT timeout), accepts or refuses it, and returns the
 /// connection attached to its session with CONNACK already in the write buffer.
-pub(crate) async fn handshake<R, W>(
-    broker: &Arc<Broker>,
-    io: &mut Io<R, W>,
+pub(crate) async fn handshake<S>(
+    broker: Arc<Broker>,
+    mut io: Io<S>,
     peer: SocketAddr,
-) -> Option<Connection>
+) -> Option<(Connection, Io<S>)>
 where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let conn = negotiate(&broker, &mut io, peer).await?;
+    Some((conn, io))
+}
+
+async fn negotiate<S>(broker: &Arc<Broker>, io: &mut Io<S>, peer: SocketAddr) -> Option<Connection>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
 {
     let timeout = Duration::from_secs(broker.config.limits.connect_timeout_secs);
-    let connect = match tokio::time::timeout(timeout, read_connect(broker, io)).await {
+    let mut stop = broker.stop.clone();
+    let read = tokio::select! {
+        r = tokio::time::timeout(timeout, read_connect(broker, io)) => r,
+        _ = stop.wait_for(|s| *s) => return None,
+    };
+    let connect = match read {
         Ok(Ok(c)) => c,
         Ok(Err(refusal)) => {
             if let Some(code) = refusal {
@@ -58,13 +69,12 @@ where
 }
 
 /// Reads until a whole first packet is there. `Err(Some(code))` asks for a refusing CONNACK.
-async fn read_connect<R, W>(
+async fn read_connect<S>(
     broker: &Broker,
-    io: &mut Io<R, W>,
+    io: &mut Io<S>,
 ) -> Result<Box<Connect>, Option<ReasonCode>>
 where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
 {
     let max = broker.config.limits.max_packet_size;
     loop {
@@ -93,7 +103,7 @@ where
     }
 }
 
-fn refuse<R, W>(io: &mut Io<R, W>, version: ProtocolVersion, reason: ReasonCode) {
+fn refuse<S>(io: &mut Io<S>, version: ProtocolVersion, reason: ReasonCode) {
     let ack = ConnAck {
         reason,
         ..ConnAck::default()
@@ -142,15 +152,14 @@ fn check(broker: &Broker, c: &Connect) -> Result<(), ReasonCode> {
 
 /// Accepts a CONNECT: takes the session over from an older connection if needed, resumes or
 /// starts it, and queues CONNACK. On refusal, a CONNACK with the reason is queued instead.
-async fn accept<R, W>(
+async fn accept<S>(
     broker: &Arc<Broker>,
-    io: &mut Io<R, W>,
+    io: &mut Io<S>,
     c: Connect,
     peer: SocketAddr,
 ) -> Result<Connection, ProtocolVersion>
 where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
 {
     let v = c.protocol;
     if let Err(code) = check(broker, &c) {
@@ -178,13 +187,13 @@ where
     };
     let expiry = requested_expiry.min(l.max_session_expiry_secs);
 
-    let (handle, link, existed) = loop {
+    let (handle, serial, existed) = loop {
         match broker.sessions.claim(&client_id, broker.session_limits) {
             Claim::Claimed {
                 handle,
-                end,
+                serial,
                 existed,
-            } => break (handle, end, existed),
+            } => break (handle, serial, existed),
             Claim::Busy(old) => {
                 tracing::info!(client_id = %client_id, "session taken over by a new connection");
                 old.take_over(ReasonCode::SESSION_TAKEN_OVER).await;
@@ -241,11 +250,13 @@ where
         handle,
         version: v,
         peer,
-        keep_alive: Duration::from_secs(keep_alive.into()),
-        will: c.will,
+        keep_alive,
+        will: c.will.map(Box::new),
         connect_expiry: expiry,
-        link,
-        inbound_aliases: HashMap::new(),
+        serial,
+        keepalive_timer: None,
+        last_read: tokio::time::Instant::now(),
+        inbound_aliases: Default::default(),
     })
 }
 

@@ -3,20 +3,29 @@
 //! socket; writes send everything ready in one call. Reading and writing run side by side, so a
 //! client that does not read cannot dead-lock one that does not write, and the write buffer is
 //! bounded: reading pauses while the client does not drain its replies.
+//!
+//! An idle connection costs little: the serving loop is one hand-polled function (no `select!`
+//! state kept between polls), the read and write buffers are allocated when bytes arrive or are
+//! queued and given back as soon as they are empty, and the session is reached through a waker
+//! slot in its handle rather than channels.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+use std::future::{poll_fn, Future};
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::time::Instant;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::time::{Instant, Sleep};
 
 use super::connect;
 use super::publish::{message, route};
-use super::registry::{arm_timers, finish_session, LinkEnd, SessionHandle, SessionRef};
+use super::registry::{arm_timers, finish_session, SessionHandle, SessionRef, Signal};
 use super::Broker;
 use crate::mqtt::{
     decode, encode, Disconnect, Packet, ProtocolVersion, PubAck, Publish, QoS, ReasonCode, Will,
@@ -27,21 +36,77 @@ use crate::router::validate_topic_name;
 const WRITE_BUDGET: usize = 64 * 1024;
 /// Stop reading from a client that leaves this much of our output unread.
 const WRITE_BACKLOG_LIMIT: usize = 4 * WRITE_BUDGET;
+/// Bytes taken from the socket per read. Reads land on the stack first, so this costs an idle
+/// connection nothing.
+const READ_CHUNK: usize = 16 * 1024;
 /// How long a final DISCONNECT or CONNACK may take to write before the socket is dropped.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The socket halves and their buffers. Buffers start empty and grow with use.
-pub(crate) struct Io<R, W> {
-    rd: R,
-    wr: W,
+/// The socket and its buffers. Both buffers are empty, holding no memory, while idle.
+pub(crate) struct Io<S> {
+    stream: S,
     pub(crate) rbuf: BytesMut,
     pub(crate) wbuf: BytesMut,
 }
 
-impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Io<R, W> {
+impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
     /// Reads more bytes; 0 means the peer closed.
     pub(crate) async fn read_more(&mut self, broker: &Broker) -> std::io::Result<usize> {
-        read_into(&mut self.rd, &mut self.rbuf, broker).await
+        poll_fn(|cx| self.poll_read(cx, broker)).await
+    }
+
+    /// Reads what the socket has and appends it to `rbuf`; 0 means the peer closed. While no
+    /// partial packet is buffered, bytes land in a stack buffer and are copied into a buffer of
+    /// their own size, so a connection waiting for its next packet holds no read buffer.
+    fn poll_read(&mut self, cx: &mut Context<'_>, broker: &Broker) -> Poll<std::io::Result<usize>> {
+        let n = if self.rbuf.is_empty() {
+            let mut chunk = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+            let mut buf = ReadBuf::uninit(&mut chunk);
+            ready!(Pin::new(&mut self.stream).poll_read(cx, &mut buf))?;
+            self.rbuf = BytesMut::from(buf.filled());
+            buf.filled().len()
+        } else {
+            self.rbuf.reserve(READ_CHUNK);
+            let spare = self.rbuf.spare_capacity_mut();
+            let mut buf = ReadBuf::uninit(&mut spare[..READ_CHUNK]);
+            ready!(Pin::new(&mut self.stream).poll_read(cx, &mut buf))?;
+            let n = buf.filled().len();
+            // SAFETY: `poll_read` initialised the first `n` bytes of the spare capacity.
+            unsafe { self.rbuf.set_len(self.rbuf.len() + n) };
+            n
+        };
+        broker
+            .metrics
+            .bytes_received
+            .fetch_add(n as u64, Ordering::Relaxed);
+        Poll::Ready(Ok(n))
+    }
+
+    /// Writes as much of `wbuf` as the socket takes. `Ready(false)` means the socket failed.
+    fn poll_write(&mut self, cx: &mut Context<'_>, broker: &Broker) -> Poll<bool> {
+        match ready!(Pin::new(&mut self.stream).poll_write(cx, &self.wbuf)) {
+            Ok(n) if n > 0 => {
+                self.wbuf.advance(n);
+                broker
+                    .metrics
+                    .bytes_sent
+                    .fetch_add(n as u64, Ordering::Relaxed);
+                Poll::Ready(true)
+            }
+            _ => Poll::Ready(false),
+        }
+    }
+
+    /// Gives back buffers that hold nothing; the payloads already handed on keep their bytes.
+    fn release_empty_buffers(&mut self) {
+        // Empty buffers may still share a block with payloads already handed on: replacing
+        // them drops that reference too.
+        if self.rbuf.is_empty() {
+            self.rbuf = BytesMut::new();
+        }
+        if self.wbuf.is_empty() {
+            self.wbuf = BytesMut::new();
+        }
     }
 
     /// Writes out everything buffered, bounded in time: used for goodbyes, not the hot path.
@@ -50,51 +115,100 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Io<R, W> {
         if n == 0 {
             return;
         }
-        let done = tokio::time::timeout(GOODBYE_TIMEOUT, self.wr.write_all(&self.wbuf)).await;
+        let done = tokio::time::timeout(GOODBYE_TIMEOUT, self.stream.write_all(&self.wbuf)).await;
         if matches!(done, Ok(Ok(()))) {
             broker
                 .metrics
                 .bytes_sent
                 .fetch_add(n as u64, Ordering::Relaxed);
         }
-        self.wbuf.clear();
-        let _ = self.wr.shutdown().await;
+        self.wbuf = BytesMut::new();
+        let _ = self.stream.shutdown().await;
     }
 }
 
-/// Reads what the socket has into `buf`, growing it in steps; 0 means the peer closed.
-async fn read_into<R: AsyncRead + Unpin>(
-    rd: &mut R,
-    buf: &mut BytesMut,
-    broker: &Broker,
-) -> std::io::Result<usize> {
-    if buf.capacity() - buf.len() < 1024 {
-        buf.reserve(4096);
-    }
-    let n = rd.read_buf(buf).await?;
-    broker
-        .metrics
-        .bytes_received
-        .fetch_add(n as u64, Ordering::Relaxed);
-    Ok(n)
-}
-
-/// Serves one accepted connection from its first byte to its end.
-pub(crate) async fn run<R, W>(broker: Arc<Broker>, rd: R, wr: W, peer: SocketAddr)
+/// Serves one accepted connection from its first byte to its end; `guard` is dropped when the
+/// connection is over.
+pub(crate) fn serve<S, G>(
+    broker: Arc<Broker>,
+    stream: S,
+    peer: SocketAddr,
+    guard: G,
+) -> ConnectionTask<S, G>
 where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let mut io = Io {
-        rd,
-        wr,
+    let io = Io {
+        stream,
         rbuf: BytesMut::new(),
         wbuf: BytesMut::new(),
     };
-    let Some(mut conn) = connect::handshake(&broker, &mut io, peer).await else {
-        return;
-    };
-    let ending = conn.serve(&mut io).await;
+    ConnectionTask {
+        phase: Phase::Handshake(Box::pin(connect::handshake(broker, io, peer))),
+        _guard: guard,
+    }
+}
+
+/// The task of one connection, written as a plain state machine because it is what every idle
+/// connection costs: an `async fn` would keep its arguments and the locals of every phase side
+/// by side for the connection's whole life, where this keeps the serving phase's state only and
+/// boxes the short-lived phases (handshake, goodbye).
+pub(crate) struct ConnectionTask<S, G> {
+    phase: Phase<S>,
+    _guard: G,
+}
+
+type BoxedPhase<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+enum Phase<S> {
+    Handshake(BoxedPhase<Option<(Connection, Io<S>)>>),
+    Serving(Connection, Io<S>),
+    Goodbye(BoxedPhase<()>),
+    Done,
+}
+
+impl<S, G> Future for ConnectionTask<S, G>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    G: Unpin,
+{
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            let next = match &mut self.phase {
+                Phase::Handshake(f) => match ready!(f.as_mut().poll(cx)) {
+                    Some((mut conn, mut io)) => match conn.start(&mut io) {
+                        Ok(()) => Phase::Serving(conn, io),
+                        Err(ending) => Phase::Goodbye(Box::pin(goodbye(conn, io, ending))),
+                    },
+                    None => Phase::Done,
+                },
+                Phase::Serving(conn, io) => {
+                    let ending = ready!(conn.poll_serve(io, cx));
+                    match std::mem::replace(&mut self.phase, Phase::Done) {
+                        Phase::Serving(conn, io) => {
+                            Phase::Goodbye(Box::pin(goodbye(conn, io, ending)))
+                        }
+                        _ => unreachable!("phase changed while serving"),
+                    }
+                }
+                Phase::Goodbye(f) => {
+                    ready!(f.as_mut().poll(cx));
+                    Phase::Done
+                }
+                Phase::Done => return Poll::Ready(()),
+            };
+            self.phase = next;
+        }
+    }
+}
+
+/// Says goodbye (DISCONNECT with the reason to MQTT 5 clients), then settles the session.
+async fn goodbye<S>(conn: Connection, mut io: Io<S>, ending: Ending)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     if let Some(reason) = ending.disconnect_reason() {
         if conn.version.is_v5() {
             let d = Disconnect {
@@ -104,7 +218,7 @@ where
             encode(&Packet::Disconnect(d), conn.version, &mut io.wbuf);
         }
     }
-    io.flush(&broker).await;
+    io.flush(&conn.broker).await;
     conn.finish(ending);
 }
 
@@ -155,69 +269,112 @@ pub(crate) struct Connection {
     pub(crate) me: SessionRef,
     pub(crate) version: ProtocolVersion,
     pub(crate) peer: SocketAddr,
-    /// Effective keepalive; the connection is closed after 1.5 times it without a packet.
-    pub(crate) keep_alive: Duration,
-    pub(crate) will: Option<Will>,
+    /// Effective keepalive in seconds (0: off); the connection is closed after 1.5 times it
+    /// without a packet.
+    pub(crate) keep_alive: u16,
+    pub(crate) will: Option<Box<Will>>,
     /// Session Expiry Interval given in CONNECT, for the DISCONNECT rule MQTT-3.14.2-2.
     pub(crate) connect_expiry: u32,
-    pub(crate) link: LinkEnd,
+    /// Our link serial in the session handle.
+    pub(crate) serial: u64,
+    /// The keepalive timer, armed only when keepalive is on. It is not reset on every read:
+    /// when it fires early, it is moved to `last_read + 1.5 × keepalive`.
+    pub(crate) keepalive_timer: Option<Pin<Box<Sleep>>>,
+    /// When the client last sent anything.
+    pub(crate) last_read: Instant,
     /// Topic aliases the client set on this connection.
-    pub(crate) inbound_aliases: HashMap<u16, Arc<str>>,
+    pub(crate) inbound_aliases: BTreeMap<u16, Arc<str>>,
 }
 
 impl Connection {
-    async fn serve<R, W>(&mut self, io: &mut Io<R, W>) -> Ending
+    /// Readies a connection just accepted for serving: arms keepalive and handles anything
+    /// the client sent right behind CONNECT.
+    fn start<S>(&mut self, io: &mut Io<S>) -> Result<(), Ending>
     where
-        R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin,
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        // Shutdown kicks attached connections; one attached just after that sees the flag.
+        if *self.broker.stop.borrow() {
+            return Err(Ending::Shutdown);
+        }
+        if self.keep_alive > 0 {
+            let deadline = Instant::now() + self.idle_limit();
+            self.keepalive_timer = Some(Box::pin(tokio::time::sleep_until(deadline)));
+        }
+        self.on_bytes(io)
+    }
+
+    /// The connection is closed after 1.5 times the keepalive without a packet.
+    fn idle_limit(&self) -> Duration {
+        Duration::from_millis(u64::from(self.keep_alive) * 1500)
+    }
+
+    /// One turn of the connection: leave if told to, queue what the session has, write, read,
+    /// and keep going while anything moved. Returns `Pending` with every wake-up registered and
+    /// empty buffers given back.
+    fn poll_serve<S>(&mut self, io: &mut Io<S>, cx: &mut Context<'_>) -> Poll<Ending>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
     {
         let broker = self.broker.clone();
-        let mut stop = broker.stop.clone();
-        let idle_limit = self.keep_alive.mul_f32(1.5);
-        let keepalive = tokio::time::sleep(idle_limit);
-        tokio::pin!(keepalive);
-        // Anything already buffered behind CONNECT.
-        if let Err(end) = self.on_bytes(io) {
-            return end;
-        }
         loop {
+            if let Signal::Leave(reason) = self.handle.poll_signal(self.serial, cx.waker()) {
+                return Poll::Ready(if reason == ReasonCode::SERVER_SHUTTING_DOWN {
+                    Ending::Shutdown
+                } else {
+                    Ending::Kicked(reason)
+                });
+            }
+            if self.poll_keepalive(cx).is_ready() {
+                tracing::debug!(client_id = %self.handle.client_id, "keepalive timeout");
+                return Poll::Ready(Ending::Violation(ReasonCode::KEEP_ALIVE_TIMEOUT));
+            }
             self.fill(io);
-            let reading = io.wbuf.len() < WRITE_BACKLOG_LIMIT;
-            tokio::select! {
-                biased;
-                _ = stop.wait_for(|s| *s) => return Ending::Shutdown,
-                r = &mut self.link.kicked => {
-                    return Ending::Kicked(r.unwrap_or(ReasonCode::SESSION_TAKEN_OVER));
+            let mut progressed = false;
+            if !io.wbuf.is_empty() {
+                match io.poll_write(cx, &broker) {
+                    Poll::Ready(true) => progressed = true,
+                    Poll::Ready(false) => return Poll::Ready(Ending::Closed),
+                    Poll::Pending => {}
                 }
-                r = io.wr.write(&io.wbuf), if !io.wbuf.is_empty() => match r {
-                    Ok(n) if n > 0 => {
-                        io.wbuf.advance(n);
-                        broker.metrics.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
-                    }
-                    _ => return Ending::Closed,
-                },
-                r = read_into(&mut io.rd, &mut io.rbuf, &broker), if reading => match r {
-                    Ok(n) if n > 0 => {
-                        if !self.keep_alive.is_zero() {
-                            keepalive.as_mut().reset(Instant::now() + idle_limit);
-                        }
+            }
+            if io.wbuf.len() < WRITE_BACKLOG_LIMIT {
+                match io.poll_read(cx, &broker) {
+                    Poll::Ready(Ok(n)) if n > 0 => {
+                        self.last_read = Instant::now();
                         if let Err(end) = self.on_bytes(io) {
-                            return end;
+                            return Poll::Ready(end);
                         }
+                        progressed = true;
                     }
-                    _ => return Ending::Closed,
-                },
-                _ = self.handle.wake.notified() => {}
-                _ = &mut keepalive, if !self.keep_alive.is_zero() => {
-                    tracing::debug!(client_id = %self.handle.client_id, "keepalive timeout");
-                    return Ending::Violation(ReasonCode::KEEP_ALIVE_TIMEOUT);
+                    Poll::Ready(_) => return Poll::Ready(Ending::Closed),
+                    Poll::Pending => {}
                 }
+            }
+            if !progressed {
+                io.release_empty_buffers();
+                return Poll::Pending;
             }
         }
     }
 
+    /// Ready when the client has been silent for longer than the keepalive allows.
+    fn poll_keepalive(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let deadline = self.last_read + self.idle_limit();
+        let Some(timer) = self.keepalive_timer.as_mut() else {
+            return Poll::Pending;
+        };
+        loop {
+            ready!(timer.as_mut().poll(cx));
+            if Instant::now() >= deadline {
+                return Poll::Ready(());
+            }
+            timer.as_mut().reset(deadline);
+        }
+    }
+
     /// Moves what the session can send now into the write buffer.
-    fn fill<R, W>(&mut self, io: &mut Io<R, W>) {
+    fn fill<S>(&mut self, io: &mut Io<S>) {
         if io.wbuf.len() >= WRITE_BUDGET {
             return;
         }
@@ -245,7 +402,7 @@ impl Connection {
     }
 
     /// Handles every complete packet in the read buffer.
-    fn on_bytes<R, W>(&mut self, io: &mut Io<R, W>) -> Result<(), Ending> {
+    fn on_bytes<S>(&mut self, io: &mut Io<S>) -> Result<(), Ending> {
         let max = self.broker.config.limits.max_packet_size;
         loop {
             match decode(&mut io.rbuf, self.version, max) {
@@ -456,7 +613,7 @@ impl Connection {
         if will_delay == Some(0) {
             let will = self.handle.state().pending_will.take();
             if let Some(w) = will {
-                super::publish::publish_will(broker, w);
+                super::publish::publish_will(broker, *w);
             }
         }
         if expiry == 0 {
@@ -466,8 +623,7 @@ impl Connection {
         } else {
             arm_timers(broker, &self.handle, epoch, will_delay, expiry);
         }
-        broker.sessions.release(&self.handle, self.link.serial);
         // A successor waiting to take the session over may go ahead now.
-        let _ = self.link.detached.send(());
+        broker.sessions.release(&self.handle, self.serial);
     }
 }

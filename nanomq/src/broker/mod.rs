@@ -97,6 +97,10 @@ pub async fn serve(
     shutdown.await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
+    // Connections still in their handshake see the flag; attached ones are kicked.
+    broker
+        .sessions
+        .kick_all(crate::mqtt::ReasonCode::SERVER_SHUTTING_DOWN);
     if tokio::time::timeout(SHUTDOWN_GRACE, alive_rx.recv())
         .await
         .is_err()
@@ -133,6 +137,7 @@ async fn accept_loop(
         let guard = ConnectionSlot {
             broker: broker.clone(),
             listener: open.clone(),
+            _alive: alive.clone(),
         };
         let total = broker.metrics.sockets_open.fetch_add(1, Ordering::Relaxed) + 1;
         if (cfg.max_connections > 0 && per_listener > cfg.max_connections)
@@ -142,14 +147,7 @@ async fn accept_loop(
             continue;
         }
         let _ = stream.set_nodelay(true);
-        let broker = broker.clone();
-        let alive = alive.clone();
-        tokio::spawn(async move {
-            let (rd, wr) = stream.into_split();
-            connection::run(broker, rd, wr, peer).await;
-            drop(guard);
-            drop(alive);
-        });
+        tokio::spawn(connection::serve(broker.clone(), stream, peer, guard));
     }
 }
 
@@ -157,6 +155,8 @@ async fn accept_loop(
 struct ConnectionSlot {
     broker: Arc<Broker>,
     listener: Arc<AtomicUsize>,
+    /// Shutdown waits until every connection has dropped its clone.
+    _alive: mpsc::Sender<()>,
 }
 
 impl Drop for ConnectionSlot {

@@ -91,7 +91,7 @@ pub(crate) fn deliver(broker: &Broker, session: &super::registry::SessionHandle,
             );
         }
     }
-    session.wake.notify_one();
+    session.wake();
 }
 
 /// Publishes a will message on behalf of a client that is gone.

@@ -5,64 +5,59 @@
 //! registry lock held, and a session is only ended (removed) when no link is installed, so a
 //! reconnect and an expiry can never both win.
 
-use std::collections::HashMap;
+use std::borrow::Borrow;
+use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Waker;
 use std::time::Duration;
 
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::Notify;
 
 use super::Broker;
 use crate::mqtt::ReasonCode;
 use crate::session::{Session, SessionLimits};
 
 /// Shared handle of one session: what the subscription tree points at and what publishers
-/// enqueue into. The mutex guards plain data and is never held across `.await`.
+/// enqueue into. The mutexes guard plain data and are never held across `.await`.
 pub(crate) struct SessionHandle {
     pub(crate) client_id: Arc<str>,
     state: Mutex<Session>,
-    /// Wakes the attached connection task when messages were queued.
-    pub(crate) wake: Notify,
+    /// The attached connection: its serial, a pending kick and its waker.
+    control: Mutex<Control>,
+    /// Told when a connection releases the session, so a successor waiting to take over goes on.
+    released: Notify,
     /// Read by shared-subscription selection without taking the state lock.
     online: AtomicBool,
     /// Bumped on every attach and detach: a timer armed at detach fires only if it matches.
     epoch: AtomicU64,
-    link: Mutex<Option<Link>>,
 }
 
-/// Control of the connection attached to a session, held by the registry side.
-pub(crate) struct Link {
-    serial: u64,
-    kick: oneshot::Sender<ReasonCode>,
-    detached: oneshot::Receiver<()>,
+/// How the registry and publishers reach the connection attached to a session. Kept inline in
+/// the handle (no channels) because every idle connection pays for it.
+#[derive(Default)]
+struct Control {
+    /// Serial of the attached connection, if any.
+    link: Option<u64>,
+    /// Set to make the attached connection leave with this reason.
+    kick: Option<ReasonCode>,
+    /// Wakes the attached connection's task: new messages queued, or a kick.
+    waker: Option<Waker>,
 }
 
-/// What the connection task keeps: told when to leave, and says when it has left.
-pub(crate) struct LinkEnd {
-    /// Tells this connection's link apart from a successor's.
-    pub(crate) serial: u64,
-    pub(crate) kicked: oneshot::Receiver<ReasonCode>,
-    pub(crate) detached: oneshot::Sender<()>,
+/// What a connection polls on each turn: whether it must leave.
+pub(crate) enum Signal {
+    /// Carry on.
+    Stay,
+    /// Leave with this reason (takeover or shutdown).
+    Leave(ReasonCode),
 }
 
-fn link_pair() -> (Link, LinkEnd) {
+/// Serials tell a connection's link apart from a successor's.
+fn next_serial() -> u64 {
     static SERIAL: AtomicU64 = AtomicU64::new(0);
-    let serial = SERIAL.fetch_add(1, Ordering::Relaxed);
-    let (kick, kicked) = oneshot::channel();
-    let (detached_tx, detached_rx) = oneshot::channel();
-    (
-        Link {
-            serial,
-            kick,
-            detached: detached_rx,
-        },
-        LinkEnd {
-            serial,
-            kicked,
-            detached: detached_tx,
-        },
-    )
+    SERIAL.fetch_add(1, Ordering::Relaxed)
 }
 
 impl SessionHandle {
@@ -70,10 +65,10 @@ impl SessionHandle {
         SessionHandle {
             client_id,
             state: Mutex::new(Session::new(limits)),
-            wake: Notify::new(),
+            control: Mutex::new(Control::default()),
+            released: Notify::new(),
             online: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
-            link: Mutex::new(None),
         }
     }
 
@@ -81,6 +76,52 @@ impl SessionHandle {
     /// short critical sections, and one panicking task must not take every publisher down.
     pub(crate) fn state(&self) -> MutexGuard<'_, Session> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn control(&self) -> MutexGuard<'_, Control> {
+        self.control.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes the attached connection (messages were queued). Wakes coalesce: the connection
+    /// registers again each time it waits.
+    pub(crate) fn wake(&self) {
+        let waker = self.control().waker.take();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Called by connection `serial` each time it polls: registers its waker, then reports
+    /// a kick. Registering first means a message queued after the connection looked at the
+    /// queue always wakes it.
+    pub(crate) fn poll_signal(&self, serial: u64, waker: &Waker) -> Signal {
+        let mut c = self.control();
+        if c.link != Some(serial) {
+            return Signal::Leave(ReasonCode::SESSION_TAKEN_OVER);
+        }
+        if let Some(reason) = c.kick {
+            return Signal::Leave(reason);
+        }
+        match &mut c.waker {
+            Some(w) if w.will_wake(waker) => {}
+            slot => *slot = Some(waker.clone()),
+        }
+        Signal::Stay
+    }
+
+    /// Tells connection `serial`, if still attached, to leave with `reason`.
+    fn kick(&self, serial: u64, reason: ReasonCode) {
+        let waker = {
+            let mut c = self.control();
+            if c.link != Some(serial) {
+                return;
+            }
+            c.kick.get_or_insert(reason);
+            c.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
     }
 
     /// True while a connection is attached.
@@ -97,10 +138,6 @@ impl SessionHandle {
     /// True if nothing attached or detached since `epoch`.
     pub(crate) fn epoch_is(&self, epoch: u64) -> bool {
         self.epoch.load(Ordering::Acquire) == epoch
-    }
-
-    fn link(&self) -> MutexGuard<'_, Option<Link>> {
-        self.link.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -126,23 +163,53 @@ impl Hash for SessionRef {
 /// publish path.
 #[derive(Default)]
 pub(crate) struct SessionRegistry {
-    sessions: Mutex<HashMap<Arc<str>, Arc<SessionHandle>>>,
+    sessions: Mutex<HashSet<ByClientId>>,
+}
+
+/// A session keyed by its own client id, so the registry stores one pointer per session.
+struct ByClientId(Arc<SessionHandle>);
+
+impl Borrow<str> for ByClientId {
+    fn borrow(&self) -> &str {
+        &self.0.client_id
+    }
+}
+
+impl PartialEq for ByClientId {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.client_id == other.0.client_id
+    }
+}
+
+impl Eq for ByClientId {}
+
+impl Hash for ByClientId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Must hash exactly as `str` does, for lookups by `&str`.
+        self.0.client_id.hash(state);
+    }
 }
 
 /// Result of [`SessionRegistry::claim`].
 pub(crate) enum Claim {
-    /// The session is ours; `existed` says whether it was there before.
+    /// The session is ours under link `serial`; `existed` says whether it was there before.
     Claimed {
         handle: Arc<SessionHandle>,
-        end: LinkEnd,
+        serial: u64,
         existed: bool,
     },
-    /// Another connection holds it: kick it, wait for `Link::detached`, then claim again.
-    Busy(Link),
+    /// Another connection holds it: kick it, wait for it to leave, then claim again.
+    Busy(Takeover),
+}
+
+/// The connection holding a session that a new connection wants.
+pub(crate) struct Takeover {
+    handle: Arc<SessionHandle>,
+    serial: u64,
 }
 
 impl SessionRegistry {
-    fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, Arc<SessionHandle>>> {
+    fn lock(&self) -> MutexGuard<'_, HashSet<ByClientId>> {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -156,35 +223,52 @@ impl SessionRegistry {
     pub(crate) fn claim(&self, client_id: &str, limits: SessionLimits) -> Claim {
         let mut map = self.lock();
         let (handle, existed) = match map.get(client_id) {
-            Some(h) => (h.clone(), true),
+            Some(h) => (h.0.clone(), true),
             None => {
-                let id: Arc<str> = Arc::from(client_id);
-                let h = Arc::new(SessionHandle::new(id.clone(), limits));
-                map.insert(id, h.clone());
+                let h = Arc::new(SessionHandle::new(Arc::from(client_id), limits));
+                map.insert(ByClientId(h.clone()));
                 (h, false)
             }
         };
-        let mut link = handle.link();
-        if let Some(old) = link.take() {
-            return Claim::Busy(old);
+        let mut c = handle.control();
+        if let Some(serial) = c.link {
+            drop(c);
+            return Claim::Busy(Takeover { handle, serial });
         }
-        let (ours, end) = link_pair();
-        *link = Some(ours);
-        drop(link);
+        let serial = next_serial();
+        *c = Control {
+            link: Some(serial),
+            ..Control::default()
+        };
+        drop(c);
         Claim::Claimed {
             handle,
-            end,
+            serial,
             existed,
         }
     }
 
-    /// The connection with link `serial` is gone: removes its link unless a successor's is
-    /// already installed. Called with the session already detached.
+    /// The connection with link `serial` is gone: removes its link and tells a successor
+    /// waiting to take over. Called with the session already detached.
     pub(crate) fn release(&self, handle: &SessionHandle, serial: u64) {
-        let _map = self.lock();
-        let mut link = handle.link();
-        if link.as_ref().is_some_and(|l| l.serial == serial) {
-            link.take();
+        {
+            let _map = self.lock();
+            let mut c = handle.control();
+            if c.link == Some(serial) {
+                *c = Control::default();
+            }
+        }
+        handle.released.notify_waiters();
+    }
+
+    /// Tells every attached connection to leave with `reason` (shutdown).
+    pub(crate) fn kick_all(&self, reason: ReasonCode) {
+        let map = self.lock();
+        for ByClientId(handle) in map.iter() {
+            let serial = handle.control().link;
+            if let Some(serial) = serial {
+                handle.kick(serial, reason);
+            }
         }
     }
 
@@ -193,25 +277,36 @@ impl SessionRegistry {
     pub(crate) fn end(&self, handle: &Arc<SessionHandle>, epoch: Option<u64>) -> bool {
         let mut map = self.lock();
         let registered = map
-            .get(&handle.client_id)
-            .is_some_and(|h| Arc::ptr_eq(h, handle));
+            .get(&*handle.client_id)
+            .is_some_and(|h| Arc::ptr_eq(&h.0, handle));
         if !registered || epoch.is_some_and(|e| !handle.epoch_is(e)) {
             return false;
         }
-        if epoch.is_some() && handle.link().is_some() {
+        if epoch.is_some() && handle.control().link.is_some() {
             return false;
         }
-        map.remove(&handle.client_id);
+        map.remove(&*handle.client_id);
         true
     }
 }
 
-impl Link {
-    /// Tells the attached connection to leave with `reason` and waits until it has detached
-    /// (bounded: a wedged task does not block the new connection forever).
+impl Takeover {
+    /// Tells the attached connection to leave with `reason` and waits until it has released
+    /// the session (bounded: a wedged task does not block the new connection forever).
     pub(crate) async fn take_over(self, reason: ReasonCode) {
-        let _ = self.kick.send(reason);
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.detached).await;
+        let released = async {
+            loop {
+                let notified = self.handle.released.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if self.handle.control().link != Some(self.serial) {
+                    return;
+                }
+                self.handle.kick(self.serial, reason);
+                notified.await;
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), released).await;
     }
 }
 
@@ -219,15 +314,15 @@ impl Link {
 pub(crate) fn finish_session(broker: &Broker, handle: &Arc<SessionHandle>) {
     let (filters, will) = {
         let mut s = handle.state();
-        let filters: Vec<String> = s.subscriptions.drain().map(|(f, _)| f).collect();
+        let filters = std::mem::take(&mut s.subscriptions);
         (filters, s.pending_will.take())
     };
     let me = SessionRef(handle.clone());
-    for f in filters {
+    for f in filters.into_keys() {
         broker.subscriptions.unsubscribe(&f, &me);
     }
     if let Some(will) = will {
-        super::publish::publish_will(broker, will);
+        super::publish::publish_will(broker, *will);
     }
 }
 
@@ -247,7 +342,7 @@ pub(crate) fn arm_timers(
             if handle.epoch_is(epoch) {
                 let will = handle.state().pending_will.take();
                 if let Some(will) = will {
-                    super::publish::publish_will(&broker, will);
+                    super::publish::publish_will(&broker, *will);
                 }
             }
         });

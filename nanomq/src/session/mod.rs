@@ -10,7 +10,8 @@
 mod inflight;
 mod queue;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -111,7 +112,7 @@ pub struct ConnectionParams {
 #[derive(Debug)]
 struct Attached {
     params: ConnectionParams,
-    aliases: HashMap<Arc<str>, u16>,
+    aliases: BTreeMap<Arc<str>, u16>,
     alias_limit: u16,
     resend: bool,
 }
@@ -133,13 +134,13 @@ pub struct Session {
     limits: SessionLimits,
     queue: OutboundQueue,
     inflight: Inflight,
-    inbound_qos2: HashSet<u16>,
+    inbound_qos2: BTreeSet<u16>,
     /// Subscriptions by filter (shared filters keep their `$share/group/` prefix).
-    pub subscriptions: HashMap<String, SubscriptionEntry>,
+    pub subscriptions: BTreeMap<String, SubscriptionEntry>,
     /// Session Expiry Interval in seconds (0: ends with the connection; u32::MAX: never).
     pub expiry_interval: u32,
     /// A will waiting for its Will Delay Interval or for the session to end.
-    pub pending_will: Option<Will>,
+    pub pending_will: Option<Box<Will>>,
     attached: Option<Attached>,
 }
 
@@ -150,8 +151,8 @@ impl Session {
             limits,
             queue: OutboundQueue::default(),
             inflight: Inflight::default(),
-            inbound_qos2: HashSet::new(),
-            subscriptions: HashMap::new(),
+            inbound_qos2: BTreeSet::new(),
+            subscriptions: BTreeMap::new(),
             expiry_interval: 0,
             pending_will: None,
             attached: None,
@@ -175,7 +176,7 @@ impl Session {
         };
         self.attached = Some(Attached {
             params,
-            aliases: HashMap::new(),
+            aliases: BTreeMap::new(),
             alias_limit,
             resend: !self.inflight.is_empty(),
         });
