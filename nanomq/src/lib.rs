@@ -13,10 +13,14 @@
 //! `broker` drives everything: accept loops, one task per connection, the client registry with
 //! takeover, wills and session expiry, `$SYS`, and graceful shutdown.
 //!
+//! `alloc` is the daemon's global allocator: the system's, with slabs for the small
+//! cache-line-aligned blocks tokio allocates per connection.
+//!
 //! `config` is the TOML schema with defaults and line-numbered errors; `cli` the `nanomq`
 //! command line (`start`, `check-config`, `pub`, `sub`).
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod alloc;
 pub mod broker;
 pub mod cli;
 pub mod config;

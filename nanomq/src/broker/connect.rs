@@ -196,7 +196,8 @@ where
             } => break (handle, serial, existed),
             Claim::Busy(old) => {
                 tracing::info!(client_id = %client_id, "session taken over by a new connection");
-                old.take_over(ReasonCode::SESSION_TAKEN_OVER).await;
+                old.take_over(&broker.sessions, ReasonCode::SESSION_TAKEN_OVER)
+                    .await;
             }
         }
     };
@@ -246,8 +247,7 @@ where
 
     Ok(Connection {
         broker: broker.clone(),
-        me: SessionRef(handle.clone()),
-        handle,
+        me: SessionRef(handle),
         version: v,
         peer,
         keep_alive,

@@ -25,7 +25,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::connect;
 use super::publish::{message, route};
-use super::registry::{arm_timers, finish_session, SessionHandle, SessionRef, Signal};
+use super::registry::{arm_timers, finish_session, LinkSerial, SessionHandle, SessionRef, Signal};
 use super::Broker;
 use crate::mqtt::{
     decode, encode, Disconnect, Packet, ProtocolVersion, PubAck, Publish, QoS, ReasonCode, Will,
@@ -265,7 +265,7 @@ impl Ending {
 /// An accepted MQTT connection attached to its session.
 pub(crate) struct Connection {
     pub(crate) broker: Arc<Broker>,
-    pub(crate) handle: Arc<SessionHandle>,
+    /// Our session, as the subscription tree knows it.
     pub(crate) me: SessionRef,
     pub(crate) version: ProtocolVersion,
     pub(crate) peer: SocketAddr,
@@ -276,7 +276,7 @@ pub(crate) struct Connection {
     /// Session Expiry Interval given in CONNECT, for the DISCONNECT rule MQTT-3.14.2-2.
     pub(crate) connect_expiry: u32,
     /// Our link serial in the session handle.
-    pub(crate) serial: u64,
+    pub(crate) serial: LinkSerial,
     /// The keepalive timer, armed only when keepalive is on. It is not reset on every read:
     /// when it fires early, it is moved to `last_read + 1.5 × keepalive`.
     pub(crate) keepalive_timer: Option<Pin<Box<Sleep>>>,
@@ -287,6 +287,11 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
+    /// Our session.
+    pub(crate) fn handle(&self) -> &Arc<SessionHandle> {
+        &self.me.0
+    }
+
     /// Readies a connection just accepted for serving: arms keepalive and handles anything
     /// the client sent right behind CONNECT.
     fn start<S>(&mut self, io: &mut Io<S>) -> Result<(), Ending>
@@ -318,7 +323,7 @@ impl Connection {
     {
         let broker = self.broker.clone();
         loop {
-            if let Signal::Leave(reason) = self.handle.poll_signal(self.serial, cx.waker()) {
+            if let Signal::Leave(reason) = self.handle().poll_signal(self.serial, cx.waker()) {
                 return Poll::Ready(if reason == ReasonCode::SERVER_SHUTTING_DOWN {
                     Ending::Shutdown
                 } else {
@@ -326,7 +331,7 @@ impl Connection {
                 });
             }
             if self.poll_keepalive(cx).is_ready() {
-                tracing::debug!(client_id = %self.handle.client_id, "keepalive timeout");
+                tracing::debug!(client_id = %self.handle().client_id, "keepalive timeout");
                 return Poll::Ready(Ending::Violation(ReasonCode::KEEP_ALIVE_TIMEOUT));
             }
             self.fill(io);
@@ -379,7 +384,7 @@ impl Connection {
             return;
         }
         let stats = {
-            let mut s = self.handle.state();
+            let mut s = self.handle().state();
             if !s.has_pending() {
                 return;
             }
@@ -394,7 +399,7 @@ impl Connection {
         }
         if stats.too_large > 0 {
             tracing::debug!(
-                client_id = %self.handle.client_id,
+                client_id = %self.handle().client_id,
                 count = stats.too_large,
                 "messages over the client's maximum packet size discarded"
             );
@@ -409,7 +414,7 @@ impl Connection {
                 Ok(Some(packet)) => self.on_packet(packet, &mut io.wbuf)?,
                 Ok(None) => return Ok(()),
                 Err(e) => {
-                    tracing::debug!(client_id = %self.handle.client_id, peer = %self.peer, "{e}");
+                    tracing::debug!(client_id = %self.handle().client_id, peer = %self.peer, "{e}");
                     return Err(Ending::Violation(e.reason_code()));
                 }
             }
@@ -420,12 +425,12 @@ impl Connection {
         match packet {
             Packet::Publish(p) => self.on_publish(p, out),
             Packet::PubAck(a) => {
-                self.handle.state().on_puback(a.packet_id);
+                self.handle().state().on_puback(a.packet_id);
                 Ok(())
             }
             Packet::PubRec(a) => {
                 let release = self
-                    .handle
+                    .handle()
                     .state()
                     .on_pubrec(a.packet_id, a.reason.is_error());
                 if release {
@@ -441,11 +446,11 @@ impl Connection {
                 Ok(())
             }
             Packet::PubComp(a) => {
-                self.handle.state().on_pubcomp(a.packet_id);
+                self.handle().state().on_pubcomp(a.packet_id);
                 Ok(())
             }
             Packet::PubRel(a) => {
-                let known = self.handle.state().on_pubrel(a.packet_id);
+                let known = self.handle().state().on_pubrel(a.packet_id);
                 let reason = if known {
                     ReasonCode::SUCCESS
                 } else {
@@ -513,7 +518,7 @@ impl Connection {
             .fetch_add(1, Ordering::Relaxed);
         let route_now = match p.qos {
             QoS::ExactlyOnce => {
-                let mut s = self.handle.state();
+                let mut s = self.handle().state();
                 let receive_max = usize::from(cfg.limits.receive_maximum);
                 if s.inbound_in_flight() >= receive_max && !s.has_inbound_qos2(p.packet_id) {
                     return Err(Ending::Violation(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED));
@@ -577,7 +582,7 @@ impl Connection {
                 return Ending::Violation(ReasonCode::PROTOCOL_ERROR);
             }
             let cap = self.broker.config.limits.max_session_expiry_secs;
-            self.handle.state().expiry_interval = expiry.min(cap);
+            self.handle().state().expiry_interval = expiry.min(cap);
         }
         Ending::ClientDisconnect {
             with_will: d.reason == ReasonCode::DISCONNECT_WITH_WILL,
@@ -586,7 +591,7 @@ impl Connection {
 
     /// Detaches the session and settles its future: will now or later, session ended now or at
     /// expiry. A successor that took the session over has already been waiting for this.
-    fn finish(self, ending: Ending) {
+    fn finish(mut self, ending: Ending) {
         let broker = &self.broker;
         broker
             .metrics
@@ -594,36 +599,36 @@ impl Connection {
             .fetch_sub(1, Ordering::Relaxed);
         let will = match ending {
             Ending::ClientDisconnect { with_will: false } => None,
-            _ => self.will,
+            _ => self.will.take(),
         };
         let will_delay = will
             .as_ref()
             .map(|w| w.properties.will_delay_interval.unwrap_or(0));
         let (epoch, expiry) = {
-            let mut s = self.handle.state();
+            let mut s = self.handle().state();
             s.detach();
             s.pending_will = will;
-            (self.handle.set_online(false), s.expiry_interval)
+            (self.handle().set_online(false), s.expiry_interval)
         };
         tracing::info!(
-            client_id = %self.handle.client_id,
+            client_id = %self.handle().client_id,
             peer = %self.peer,
             "{ending}"
         );
         if will_delay == Some(0) {
-            let will = self.handle.state().pending_will.take();
+            let will = self.handle().state().pending_will.take();
             if let Some(w) = will {
                 super::publish::publish_will(broker, *w);
             }
         }
         if expiry == 0 {
-            if broker.sessions.end(&self.handle, None) {
-                finish_session(broker, &self.handle);
+            if broker.sessions.end(self.handle(), None) {
+                finish_session(broker, self.handle());
             }
         } else {
-            arm_timers(broker, &self.handle, epoch, will_delay, expiry);
+            arm_timers(broker, self.handle(), epoch, will_delay, expiry);
         }
         // A successor waiting to take the session over may go ahead now.
-        broker.sessions.release(&self.handle, self.serial);
+        broker.sessions.release(self.handle(), self.serial);
     }
 }

@@ -8,6 +8,7 @@
 use std::borrow::Borrow;
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
+use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
@@ -26,8 +27,6 @@ pub(crate) struct SessionHandle {
     state: Mutex<Session>,
     /// The attached connection: its serial, a pending kick and its waker.
     control: Mutex<Control>,
-    /// Told when a connection releases the session, so a successor waiting to take over goes on.
-    released: Notify,
     /// Read by shared-subscription selection without taking the state lock.
     online: AtomicBool,
     /// Bumped on every attach and detach: a timer armed at detach fires only if it matches.
@@ -39,7 +38,7 @@ pub(crate) struct SessionHandle {
 #[derive(Default)]
 struct Control {
     /// Serial of the attached connection, if any.
-    link: Option<u64>,
+    link: Option<LinkSerial>,
     /// Set to make the attached connection leave with this reason.
     kick: Option<ReasonCode>,
     /// Wakes the attached connection's task: new messages queued, or a kick.
@@ -54,10 +53,13 @@ pub(crate) enum Signal {
     Leave(ReasonCode),
 }
 
-/// Serials tell a connection's link apart from a successor's.
-fn next_serial() -> u64 {
+/// Tells a connection's link apart from a successor's. Never zero, so an absent link costs
+/// no extra bytes in every session.
+pub(crate) type LinkSerial = NonZeroU64;
+
+fn next_serial() -> LinkSerial {
     static SERIAL: AtomicU64 = AtomicU64::new(0);
-    SERIAL.fetch_add(1, Ordering::Relaxed)
+    LinkSerial::MIN.saturating_add(SERIAL.fetch_add(1, Ordering::Relaxed))
 }
 
 impl SessionHandle {
@@ -66,7 +68,6 @@ impl SessionHandle {
             client_id,
             state: Mutex::new(Session::new(limits)),
             control: Mutex::new(Control::default()),
-            released: Notify::new(),
             online: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
         }
@@ -94,7 +95,7 @@ impl SessionHandle {
     /// Called by connection `serial` each time it polls: registers its waker, then reports
     /// a kick. Registering first means a message queued after the connection looked at the
     /// queue always wakes it.
-    pub(crate) fn poll_signal(&self, serial: u64, waker: &Waker) -> Signal {
+    pub(crate) fn poll_signal(&self, serial: LinkSerial, waker: &Waker) -> Signal {
         let mut c = self.control();
         if c.link != Some(serial) {
             return Signal::Leave(ReasonCode::SESSION_TAKEN_OVER);
@@ -110,7 +111,7 @@ impl SessionHandle {
     }
 
     /// Tells connection `serial`, if still attached, to leave with `reason`.
-    fn kick(&self, serial: u64, reason: ReasonCode) {
+    fn kick(&self, serial: LinkSerial, reason: ReasonCode) {
         let waker = {
             let mut c = self.control();
             if c.link != Some(serial) {
@@ -164,6 +165,9 @@ impl Hash for SessionRef {
 #[derive(Default)]
 pub(crate) struct SessionRegistry {
     sessions: Mutex<HashSet<ByClientId>>,
+    /// Told whenever a connection releases its session, so successors waiting to take one over
+    /// look again. Takeovers are rare: one for all sessions keeps every session smaller.
+    released: Notify,
 }
 
 /// A session keyed by its own client id, so the registry stores one pointer per session.
@@ -195,7 +199,7 @@ pub(crate) enum Claim {
     /// The session is ours under link `serial`; `existed` says whether it was there before.
     Claimed {
         handle: Arc<SessionHandle>,
-        serial: u64,
+        serial: LinkSerial,
         existed: bool,
     },
     /// Another connection holds it: kick it, wait for it to leave, then claim again.
@@ -205,7 +209,7 @@ pub(crate) enum Claim {
 /// The connection holding a session that a new connection wants.
 pub(crate) struct Takeover {
     handle: Arc<SessionHandle>,
-    serial: u64,
+    serial: LinkSerial,
 }
 
 impl SessionRegistry {
@@ -250,7 +254,7 @@ impl SessionRegistry {
 
     /// The connection with link `serial` is gone: removes its link and tells a successor
     /// waiting to take over. Called with the session already detached.
-    pub(crate) fn release(&self, handle: &SessionHandle, serial: u64) {
+    pub(crate) fn release(&self, handle: &SessionHandle, serial: LinkSerial) {
         {
             let _map = self.lock();
             let mut c = handle.control();
@@ -258,7 +262,7 @@ impl SessionRegistry {
                 *c = Control::default();
             }
         }
-        handle.released.notify_waiters();
+        self.released.notify_waiters();
     }
 
     /// Tells every attached connection to leave with `reason` (shutdown).
@@ -293,10 +297,10 @@ impl SessionRegistry {
 impl Takeover {
     /// Tells the attached connection to leave with `reason` and waits until it has released
     /// the session (bounded: a wedged task does not block the new connection forever).
-    pub(crate) async fn take_over(self, reason: ReasonCode) {
+    pub(crate) async fn take_over(self, registry: &SessionRegistry, reason: ReasonCode) {
         let released = async {
             loop {
-                let notified = self.handle.released.notified();
+                let notified = registry.released.notified();
                 tokio::pin!(notified);
                 notified.as_mut().enable();
                 if self.handle.control().link != Some(self.serial) {

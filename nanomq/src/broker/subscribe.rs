@@ -68,7 +68,7 @@ impl Connection {
         }
         let max_subs = cfg.limits.max_subscriptions_per_client;
         {
-            let s = self.handle.state();
+            let s = self.handle().state();
             if max_subs > 0
                 && s.subscriptions.len() >= max_subs
                 && !s.subscriptions.contains_key(filter)
@@ -86,7 +86,7 @@ impl Connection {
                 identifier,
             },
         );
-        self.handle.state().subscriptions.insert(
+        self.handle().state().subscriptions.insert(
             filter.to_owned(),
             SubscriptionEntry {
                 options,
@@ -119,7 +119,7 @@ impl Connection {
                 subscription_identifiers: id.into_iter().collect(),
                 message,
             };
-            deliver(&self.broker, &self.handle, item);
+            deliver(&self.broker, self.handle(), item);
         }
     }
 
@@ -128,7 +128,7 @@ impl Connection {
             .filters
             .iter()
             .map(|f| {
-                self.handle.state().subscriptions.remove(f);
+                self.handle().state().subscriptions.remove(f);
                 if self.broker.subscriptions.unsubscribe(f, &self.me) {
                     ReasonCode::SUCCESS
                 } else {
