@@ -14,7 +14,7 @@
 //! takeover, wills and session expiry, `$SYS`, and graceful shutdown.
 //!
 //! `config` is the TOML schema with defaults and line-numbered errors; `cli` the `nanomq`
-//! command line (`start`, `check-config`, `pub`, `sub`).
+//! command line (`start`, `check-config`, `pub`, `sub`, and the `bench` load generator).
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod broker;
