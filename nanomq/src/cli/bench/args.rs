@@ -231,10 +231,13 @@ mod tests {
         assert_eq!(a.client.protocol, ProtocolVersion::V5);
         assert_eq!((a.client.keepalive, a.client.threads), (0, 1));
         assert_eq!((a.client.duration, a.publish.warmup), (10.0, 2.0));
-        assert_eq!((a.publish.qos, a.publish.size, a.publish.inflight), (None, None, 100));
+        assert_eq!(
+            (a.publish.qos, a.publish.size, a.publish.inflight),
+            (None, None, 100)
+        );
         let Mode::Pub(a) = mode(&[
-            "pub", "-h", "10.1.1.1", "-p", "1884", "-V", "311", "-q", "1", "-s", "100", "-c",
-            "4", "-I", "5", "-d", "1.5", "-w", "0", "--pid", "7", "-L", "3",
+            "pub", "-h", "10.1.1.1", "-p", "1884", "-V", "311", "-q", "1", "-s", "100", "-c", "4",
+            "-I", "5", "-d", "1.5", "-w", "0", "--pid", "7", "-L", "3",
         ])
         .unwrap() else {
             panic!()
@@ -242,8 +245,14 @@ mod tests {
         assert_eq!(a.client.host, "10.1.1.1");
         assert_eq!(a.client.protocol, ProtocolVersion::V311);
         assert_eq!(a.publish.qos, Some(QoS::AtLeastOnce));
-        assert_eq!((a.publish.size, a.publish.interval_ms), (Some(100), Some(5)));
-        assert_eq!((a.count, a.client.duration, a.publish.warmup), (4, 1.5, 0.0));
+        assert_eq!(
+            (a.publish.size, a.publish.interval_ms),
+            (Some(100), Some(5))
+        );
+        assert_eq!(
+            (a.count, a.client.duration, a.publish.warmup),
+            (4, 1.5, 0.0)
+        );
         assert_eq!((a.client.pid, a.publish.limit), (Some(7), Some(3)));
     }
 
@@ -267,11 +276,17 @@ mod tests {
 
     #[test]
     fn help_is_long_only_and_bad_values_are_refused() {
-        assert_eq!(mode(&["conn", "--help"]).unwrap_err().kind(), ErrorKind::DisplayHelp);
+        assert_eq!(
+            mode(&["conn", "--help"]).unwrap_err().kind(),
+            ErrorKind::DisplayHelp
+        );
         let Mode::Conn(a) = mode(&["conn", "-h", "localhost"]).unwrap() else {
             panic!()
         };
-        assert_eq!((a.client.host.as_str(), a.count, a.hold), ("localhost", 1000, None));
+        assert_eq!(
+            (a.client.host.as_str(), a.count, a.hold),
+            ("localhost", 1000, None)
+        );
         for bad in [
             &["sub", "-q", "3"][..],
             &["sub", "-d", "0"],
@@ -281,7 +296,11 @@ mod tests {
             &["pub", "--threads", "0"],
             &["pub", "-V", "4"],
         ] {
-            assert_eq!(mode(bad).unwrap_err().kind(), ErrorKind::ValueValidation, "{bad:?}");
+            assert_eq!(
+                mode(bad).unwrap_err().kind(),
+                ErrorKind::ValueValidation,
+                "{bad:?}"
+            );
         }
     }
 }

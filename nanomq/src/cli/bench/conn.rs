@@ -41,10 +41,19 @@ pub(super) async fn run(args: &ConnArgs) -> anyhow::Result<Report> {
         role: Role::Idle,
         subscribe: None,
     });
-    let clients = open_all(dialer, specs.collect(), opts.rate.unwrap_or(DEFAULT_RATE), stats.clone()).await;
+    let clients = open_all(
+        dialer,
+        specs.collect(),
+        opts.rate.unwrap_or(DEFAULT_RATE),
+        stats.clone(),
+    )
+    .await;
     let connect_s = started.elapsed().as_secs_f64();
     let opened = clients.len() as u64;
-    eprintln!("bench: {opened} of {} connections up in {connect_s:.1} s", args.count);
+    eprintln!(
+        "bench: {opened} of {} connections up in {connect_s:.1} s",
+        args.count
+    );
 
     let (stop, stopped) = watch::channel(false);
     let holders: Vec<JoinHandle<anyhow::Result<()>>> = clients
@@ -108,8 +117,8 @@ async fn hold(
                 }
             }
             while let Some(incoming) = conn.next_incoming()? {
-                if let Incoming::Other(Packet::Disconnect(d)) = incoming {
-                    bail!("broker closed an idle connection: {}", describe(d.reason));
+                if let Incoming::Disconnect(reason) = incoming {
+                    bail!("broker closed an idle connection: {}", describe(reason));
                 }
             }
         }

@@ -17,16 +17,14 @@ use super::super::client::describe;
 use super::args::ClientOpts;
 use super::stats::Stats;
 use super::wire::BenchConn;
-use crate::mqtt::{
-    ConnAck, Connect, Packet, ProtocolVersion, QoS, Subscribe, SubscriptionOptions,
-};
+use crate::mqtt::{ConnAck, Connect, Packet, ProtocolVersion, QoS, Subscribe, SubscriptionOptions};
 
 /// Longest a TCP connect plus CONNECT/CONNACK (plus SUBSCRIBE/SUBACK) may take.
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Handshakes in progress at once, whatever the rate: enough to keep a broker busy, few enough
 /// not to overflow a default accept backlog (4096 on current Linux).
-const MAX_PENDING: usize = 1000;
+const MAX_PENDING: usize = 256;
 
 /// Connections per source address when the addresses are chosen automatically: below the
 /// 28,232 ephemeral ports of Linux's default range, with room for other sockets.
@@ -143,7 +141,13 @@ impl Dialer {
         if let Some((filter, qos)) = &spec.subscribe {
             let subscribe = Subscribe {
                 packet_id: 1,
-                filters: vec![(filter.clone(), SubscriptionOptions { qos: *qos, ..Default::default() })],
+                filters: vec![(
+                    filter.clone(),
+                    SubscriptionOptions {
+                        qos: *qos,
+                        ..Default::default()
+                    },
+                )],
                 ..Subscribe::default()
             };
             match conn.request(&Packet::Subscribe(subscribe)).await? {
@@ -199,8 +203,17 @@ pub(super) async fn open_all(
     while let Some(joined) = tasks.join_next().await {
         match joined {
             Ok((order, spec, Ok((conn, connack)))) => {
-                stats.connected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                clients.push((order, Client { spec, conn, connack }));
+                stats
+                    .connected
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                clients.push((
+                    order,
+                    Client {
+                        spec,
+                        conn,
+                        connack,
+                    },
+                ));
             }
             Ok((_, _, Err(e))) => stats.fail(&e),
             Err(e) => stats.fail(&anyhow!("connection task failed: {e}")),
@@ -234,8 +247,7 @@ fn source_addresses(
 /// Raises this process's open-file soft limit to its hard limit, and refuses `clients`
 /// connections that would not fit.
 pub(super) fn raise_fd_limit(clients: u64) -> anyhow::Result<()> {
-    let (soft, hard) =
-        getrlimit(Resource::RLIMIT_NOFILE).context("cannot read RLIMIT_NOFILE")?;
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).context("cannot read RLIMIT_NOFILE")?;
     if soft < hard {
         setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
             .context("cannot raise RLIMIT_NOFILE to its hard limit")?;
@@ -270,10 +282,15 @@ mod tests {
         let auto = source_addresses(local, 50_000, None).unwrap();
         assert_eq!(auto, [1, 2, 3].map(|i| Ipv4Addr::new(127, 0, 0, i)));
         assert_eq!(source_addresses(local, 10, Some(2)).unwrap().len(), 2);
-        assert!(source_addresses(addr("10.0.0.1:1883"), 50_000, None).unwrap().is_empty());
+        assert!(source_addresses(addr("10.0.0.1:1883"), 50_000, None)
+            .unwrap()
+            .is_empty());
         let err = source_addresses(addr("10.0.0.1:1883"), 1, Some(2)).unwrap_err();
         assert!(err.to_string().contains("--source-ips"), "{err}");
-        assert_eq!(source_addresses(local, 100_000_000, None).unwrap().len(), 255);
+        assert_eq!(
+            source_addresses(local, 100_000_000, None).unwrap().len(),
+            255
+        );
     }
 
     #[test]
@@ -283,7 +300,10 @@ mod tests {
         assert_eq!(soft, hard);
         check_fd_limit(1000 - FD_RESERVE, 1000).unwrap();
         let err = check_fd_limit(1000, 1000).unwrap_err().to_string();
-        assert!(err.contains("1000 connections need 1064 file descriptors"), "{err}");
+        assert!(
+            err.contains("1000 connections need 1064 file descriptors"),
+            "{err}"
+        );
         assert!(err.contains("at most 1000"), "{err}");
     }
 }

@@ -59,7 +59,12 @@ pub(in crate::cli) fn run(args: BenchArgs) -> anyhow::Result<()> {
         bail!(
             "{} of {} clients failed; first error: {}",
             report.failed,
-            report.connections + if report.mode == "conn" { report.failed } else { 0 },
+            report.connections
+                + if report.mode == "conn" {
+                    report.failed
+                } else {
+                    0
+                },
             report.first_error.unwrap_or_default()
         );
     }

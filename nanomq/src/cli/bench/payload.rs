@@ -94,7 +94,10 @@ mod tests {
         check_size(HEADER_LEN).unwrap();
         check_size(16 * 1024).unwrap();
         let err = check_size(HEADER_LEN - 1).unwrap_err().to_string();
-        assert!(err.contains("--size 19 is too small") && err.contains("20-byte header"), "{err}");
+        assert!(
+            err.contains("--size 19 is too small") && err.contains("20-byte header"),
+            "{err}"
+        );
     }
 
     #[test]

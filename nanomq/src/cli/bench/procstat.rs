@@ -164,7 +164,10 @@ mod tests {
         let u = usage(a, b, 100, 500_000, Some(1024));
         assert_eq!(u.cpu_s, 2.5);
         assert_eq!(u.cpu_us_per_msg, Some(5.0));
-        assert_eq!((u.rss_start_kib, u.rss_end_kib, u.rss_peak_kib), (1000, 3000, 3100));
+        assert_eq!(
+            (u.rss_start_kib, u.rss_end_kib, u.rss_peak_kib),
+            (1000, 3000, 3100)
+        );
         assert_eq!(u.rss_per_conn_bytes, Some(2000.0));
         assert_eq!(usage(a, b, 100, 0, Some(0)).cpu_us_per_msg, None);
     }

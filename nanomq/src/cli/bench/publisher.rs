@@ -20,7 +20,7 @@ use super::flow::{Flow, STALL};
 use super::payload::{monotonic_ns, Header};
 use super::stats::{Stats, Window};
 use super::wire::{AckKind, BenchConn, Incoming};
-use crate::mqtt::{OutgoingPublish, Packet, Properties, QoS};
+use crate::mqtt::{OutgoingPublish, Properties, QoS};
 
 /// Bytes of PUBLISHes encoded before one write, when sending flat out.
 const BATCH_BYTES: usize = 64 * 1024;
@@ -77,7 +77,9 @@ pub(super) async fn publish(
         seq: 0,
         measured: 0,
     };
-    let result = p.run(&task.topic, task.fanout, &plan, &stats, flow.as_deref()).await;
+    let result = p
+        .run(&task.topic, task.fanout, &plan, &stats, flow.as_deref())
+        .await;
     stats.sent_measured.fetch_add(p.measured, Relaxed);
     stats.expected.fetch_add(p.measured * task.fanout, Relaxed);
     p.conn.close().await;
@@ -124,9 +126,9 @@ impl Publisher {
         let limit = plan.limit.unwrap_or(u64::MAX);
         let end = Instant::now() + Window::until(plan.window.end_ns);
         // Interval publishers start spread over one interval, not all at once.
-        let mut next_at = plan
-            .interval
-            .map(|i| Instant::now() + i.mul_f64(f64::from(self.index) / f64::from(plan.publishers)));
+        let mut next_at = plan.interval.map(|i| {
+            Instant::now() + i.mul_f64(f64::from(self.index) / f64::from(plan.publishers))
+        });
         loop {
             self.absorb_acks()?;
             // Registered before claiming room, so a delivery in between still wakes us.
@@ -166,8 +168,12 @@ impl Publisher {
                 () = self.conn.readable() => {}
                 () = sleep_until(end) => {}
                 () = sleep_until(next_at.unwrap_or(end)), if !due => {}
-                Some(()) = async { match settled { Some(s) => Some(s.await), None => None } },
-                    if flow_blocked.is_some() => {}
+                () = async {
+                    match settled {
+                        Some(settled) => settled.await,
+                        None => std::future::pending().await,
+                    }
+                }, if flow_blocked.is_some() => {}
                 () = sleep(STALL), if flow_blocked.is_some() => {
                     if let Some(flow) = flow_blocked {
                         if Some(flow.settled()) == settled_before {
@@ -217,16 +223,16 @@ impl Publisher {
                 bail!("broker refused a PUBLISH: {}", describe(reason))
             }
             Incoming::Ack {
-                kind: AckKind::PubAck | AckKind::PubComp,
+                kind: AckKind::Ack | AckKind::Complete,
                 ..
             } => self.outstanding = self.outstanding.saturating_sub(1),
             Incoming::Ack {
-                kind: AckKind::PubRec,
+                kind: AckKind::Received,
                 packet_id,
                 ..
-            } => self.conn.queue_ack(AckKind::PubRel, packet_id),
-            Incoming::Other(Packet::Disconnect(d)) => {
-                bail!("broker closed the connection: {}", describe(d.reason))
+            } => self.conn.queue_ack(AckKind::Release, packet_id),
+            Incoming::Disconnect(reason) => {
+                bail!("broker closed the connection: {}", describe(reason))
             }
             // Nothing else is expected by a client that subscribes to nothing.
             Incoming::Ack { .. } | Incoming::Publish { .. } | Incoming::Other(_) => {}

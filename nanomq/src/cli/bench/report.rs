@@ -253,7 +253,10 @@ mod tests {
             h.record(v).unwrap();
         }
         let l = Latency::of(&h).unwrap();
-        assert_eq!((l.p50, l.p99, l.p999, l.max, l.count), (500.0, 990.0, 999.0, 1000.0, 1000));
+        assert_eq!(
+            (l.p50, l.p99, l.p999, l.max, l.count),
+            (500.0, 990.0, 999.0, 1000.0, 1000)
+        );
     }
 
     #[test]
@@ -285,22 +288,47 @@ mod tests {
         };
         let v = report.to_json();
         for key in [
-            "mode", "scenario", "qos", "size", "publishers", "subscribers", "connections",
-            "duration_s", "sent", "received", "sent_per_s", "received_per_s", "expected", "lost",
-            "duplicates", "reordered", "latency_us", "connack_us", "broker",
+            "mode",
+            "scenario",
+            "qos",
+            "size",
+            "publishers",
+            "subscribers",
+            "connections",
+            "duration_s",
+            "sent",
+            "received",
+            "sent_per_s",
+            "received_per_s",
+            "expected",
+            "lost",
+            "duplicates",
+            "reordered",
+            "latency_us",
+            "connack_us",
+            "broker",
         ] {
             assert!(v.get(key).is_some(), "{key} missing");
         }
         assert_eq!(v["sent_per_s"], 500.0);
         assert_eq!(v["received_per_s"], 499.0);
         assert_eq!(v["latency_us"]["p999"], 300.0);
-        assert_eq!((v["connack_us"].clone(), v["broker"].clone()), (Value::Null, Value::Null));
+        assert_eq!(
+            (v["connack_us"].clone(), v["broker"].clone()),
+            (Value::Null, Value::Null)
+        );
         assert_eq!(v["window"], 1000);
         let line = serde_json::to_string(&v).unwrap();
         assert!(!line.contains('\n'));
         let summary = report.summary();
-        assert!(summary.contains("bench run fan-in: 8 publishers"), "{summary}");
-        assert!(summary.contains("received  998 (499/s), expected 1000, lost 2"), "{summary}");
+        assert!(
+            summary.contains("bench run fan-in: 8 publishers"),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("received  998 (499/s), expected 1000, lost 2"),
+            "{summary}"
+        );
         assert!(summary.contains("p50 100 µs, p99 200 µs"), "{summary}");
     }
 }

@@ -168,26 +168,59 @@ mod tests {
     #[test]
     fn scenario_defaults() {
         let p = run_plan(&["--scenario", "fan-in"]).unwrap();
-        assert_eq!(p.topics, (0..8).map(|i| format!("bench/{i}")).collect::<Vec<_>>());
+        assert_eq!(
+            p.topics,
+            (0..8).map(|i| format!("bench/{i}")).collect::<Vec<_>>()
+        );
         assert_eq!(p.filters, ["bench/#"]);
-        assert_eq!((p.qos, p.size, p.window, p.interval), (QoS::AtMostOnce, 64, Some(1000), None));
+        assert_eq!(
+            (p.qos, p.size, p.window, p.interval),
+            (QoS::AtMostOnce, 64, Some(1000), None)
+        );
         assert_eq!((p.scenario, p.warmup), (Some("fan-in"), 2.0));
         let p = run_plan(&["--scenario", "fan-in-qos1"]).unwrap();
-        assert_eq!((p.qos, p.inflight, p.topics.len()), (QoS::AtLeastOnce, 100, 8));
+        assert_eq!(
+            (p.qos, p.inflight, p.topics.len()),
+            (QoS::AtLeastOnce, 100, 8)
+        );
         let p = run_plan(&["--scenario", "fan-out"]).unwrap();
         assert_eq!((p.topics.len(), p.filters.len()), (1, 100));
         assert!(p.filters.iter().all(|f| f == "bench/fanout"));
         let p = run_plan(&["--scenario", "pairs"]).unwrap();
-        assert_eq!((p.topics.len(), p.filters.len(), p.size), (1000, 1000, 16384));
-        assert_eq!((p.topics[7].as_str(), p.filters[7].as_str()), ("bench/pair/7", "bench/pair/7"));
+        assert_eq!(
+            (p.topics.len(), p.filters.len(), p.size),
+            (1000, 1000, 16384)
+        );
+        assert_eq!(
+            (p.topics[7].as_str(), p.filters[7].as_str()),
+            ("bench/pair/7", "bench/pair/7")
+        );
         assert_eq!(p.interval, Some(Duration::from_secs(1)));
     }
 
     #[test]
     fn options_override_the_scenario() {
         let p = run_plan(&[
-            "--scenario", "pairs", "-P", "3", "-S", "2", "-s", "100", "-I", "0", "-q", "2",
-            "--window", "7", "-w", "0", "--filter", "x/%i", "-t", "y/%i",
+            "--scenario",
+            "pairs",
+            "-P",
+            "3",
+            "-S",
+            "2",
+            "-s",
+            "100",
+            "-I",
+            "0",
+            "-q",
+            "2",
+            "--window",
+            "7",
+            "-w",
+            "0",
+            "--filter",
+            "x/%i",
+            "-t",
+            "y/%i",
         ])
         .unwrap();
         assert_eq!(p.topics, ["y/0", "y/1", "y/2"]);

@@ -16,7 +16,7 @@ use super::payload::{monotonic_ns, Header};
 use super::stats::{Stats, Window};
 use super::tracker::{Arrival, SeqTracker};
 use super::wire::{AckKind, BenchConn, Incoming};
-use crate::mqtt::{Packet, QoS};
+use crate::mqtt::QoS;
 
 /// Receives until `stop` turns true, then disconnects.
 pub(super) async fn receive(
@@ -85,8 +85,8 @@ impl Subscriber {
                 } => {
                     match qos {
                         QoS::AtMostOnce => {}
-                        QoS::AtLeastOnce => self.conn.queue_ack(AckKind::PubAck, packet_id),
-                        QoS::ExactlyOnce => self.conn.queue_ack(AckKind::PubRec, packet_id),
+                        QoS::AtLeastOnce => self.conn.queue_ack(AckKind::Ack, packet_id),
+                        QoS::ExactlyOnce => self.conn.queue_ack(AckKind::Received, packet_id),
                     }
                     batch.received += 1;
                     if let Some(header) = header {
@@ -94,12 +94,12 @@ impl Subscriber {
                     }
                 }
                 Incoming::Ack {
-                    kind: AckKind::PubRel,
+                    kind: AckKind::Release,
                     packet_id,
                     ..
-                } => self.conn.queue_ack(AckKind::PubComp, packet_id),
-                Incoming::Other(Packet::Disconnect(d)) => {
-                    bail!("broker closed the connection: {}", describe(d.reason))
+                } => self.conn.queue_ack(AckKind::Complete, packet_id),
+                Incoming::Disconnect(reason) => {
+                    bail!("broker closed the connection: {}", describe(reason))
                 }
                 Incoming::Ack { .. } | Incoming::Other(_) => {}
             }
@@ -108,7 +108,9 @@ impl Subscriber {
             self.conn.flush().await?;
         }
         stats.received.fetch_add(batch.received, Relaxed);
-        stats.received_measured.fetch_add(batch.received_measured, Relaxed);
+        stats
+            .received_measured
+            .fetch_add(batch.received_measured, Relaxed);
         stats.duplicates.fetch_add(batch.duplicates, Relaxed);
         stats.reordered.fetch_add(batch.reordered, Relaxed);
         stats.gaps.fetch_add(batch.gaps, Relaxed);

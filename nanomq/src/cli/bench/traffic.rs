@@ -82,7 +82,9 @@ pub(super) async fn run(plan: TrafficPlan, opts: &ClientOpts) -> anyhow::Result<
         .map(|(i, f)| spec(Role::Subscriber, i, Some((f.clone(), plan.qos))))
         .collect();
     let subs = open_all(dialer.clone(), sub_specs, rate, stats.clone()).await;
-    let pub_specs = (0..publishers).map(|i| spec(Role::Publisher, i, None)).collect();
+    let pub_specs = (0..publishers)
+        .map(|i| spec(Role::Publisher, i, None))
+        .collect();
     let pubs = open_all(dialer.clone(), pub_specs, rate, stats.clone()).await;
     if let (failed @ 1.., first) = stats.failures() {
         bail!(
@@ -98,7 +100,12 @@ pub(super) async fn run(plan: TrafficPlan, opts: &ClientOpts) -> anyhow::Result<
     let fanouts: Vec<u64> = plan
         .topics
         .iter()
-        .map(|t| plan.filters.iter().filter(|f| router::matches(f, t)).count() as u64)
+        .map(|t| {
+            plan.filters
+                .iter()
+                .filter(|f| router::matches(f, t))
+                .count() as u64
+        })
         .collect();
     let max_fanout = fanouts.iter().copied().max().unwrap_or(0).max(1);
     let flow = plan.window.map(|w| Arc::new(Flow::new(w * max_fanout)));

@@ -23,14 +23,14 @@ const BUFFER_SIZE: usize = 64 * 1024;
 /// The acknowledgements of the QoS 1 and 2 flows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum AckKind {
-    /// QoS 1 done.
-    PubAck,
-    /// QoS 2 received.
-    PubRec,
-    /// QoS 2 released.
-    PubRel,
-    /// QoS 2 done.
-    PubComp,
+    /// PUBACK: QoS 1 done.
+    Ack,
+    /// PUBREC: QoS 2 received.
+    Received,
+    /// PUBREL: QoS 2 released.
+    Release,
+    /// PUBCOMP: QoS 2 done.
+    Complete,
 }
 
 /// A packet from the broker, reduced to what the benchmark looks at.
@@ -54,8 +54,10 @@ pub(super) enum Incoming {
         /// Success unless the broker refused the message (MQTT 5).
         reason: ReasonCode,
     },
-    /// Any other packet, decoded by the codec.
-    Other(Packet),
+    /// DISCONNECT from the broker, with its reason.
+    Disconnect(ReasonCode),
+    /// Any other packet, decoded by the codec (boxed: rare, and much larger than the rest).
+    Other(Box<Packet>),
 }
 
 /// An open TCP connection to the broker with its buffers.
@@ -126,7 +128,10 @@ impl BenchConn {
                 let packet = mqtt::decode(&mut self.read_buf, self.version, MAX_PACKET_SIZE)
                     .context("invalid packet from broker")?;
                 // frame_size just saw a whole packet, so decode returns it.
-                return Ok(packet.map(Incoming::Other));
+                return Ok(packet.map(|packet| match packet {
+                    Packet::Disconnect(d) => Incoming::Disconnect(d.reason),
+                    other => Incoming::Other(Box::new(other)),
+                }));
             }
         };
         self.read_buf.advance(size.total);
@@ -145,10 +150,10 @@ impl BenchConn {
             ..PubAck::default()
         };
         let packet = match kind {
-            AckKind::PubAck => Packet::PubAck(ack),
-            AckKind::PubRec => Packet::PubRec(ack),
-            AckKind::PubRel => Packet::PubRel(ack),
-            AckKind::PubComp => Packet::PubComp(ack),
+            AckKind::Ack => Packet::PubAck(ack),
+            AckKind::Received => Packet::PubRec(ack),
+            AckKind::Release => Packet::PubRel(ack),
+            AckKind::Complete => Packet::PubComp(ack),
         };
         self.queue(&packet);
     }
@@ -183,10 +188,10 @@ impl BenchConn {
         loop {
             while let Some(incoming) = self.next_incoming()? {
                 match incoming {
-                    Incoming::Other(Packet::Disconnect(d)) => {
-                        bail!("broker closed the connection: {}", describe(d.reason))
+                    Incoming::Disconnect(reason) => {
+                        bail!("broker closed the connection: {}", describe(reason))
                     }
-                    Incoming::Other(reply) => return Ok(reply),
+                    Incoming::Other(reply) => return Ok(*reply),
                     Incoming::Publish { .. } | Incoming::Ack { .. } => {}
                 }
             }
@@ -237,10 +242,10 @@ fn read_publish(first: u8, body: &[u8], version: ProtocolVersion) -> anyhow::Res
 /// The packet id and reason code of PUBACK (type 4) to PUBCOMP (type 7) (spec 3.4 to 3.7).
 fn read_ack(kind: u8, body: &[u8], version: ProtocolVersion) -> anyhow::Result<Incoming> {
     let kind = match kind {
-        4 => AckKind::PubAck,
-        5 => AckKind::PubRec,
-        6 => AckKind::PubRel,
-        _ => AckKind::PubComp,
+        4 => AckKind::Ack,
+        5 => AckKind::Received,
+        6 => AckKind::Release,
+        _ => AckKind::Complete,
     };
     let Some(id) = body.get(..2) else {
         bail!("invalid packet from broker: acknowledgement without a packet id");
@@ -335,16 +340,16 @@ mod tests {
             };
             match conn.next_incoming().unwrap() {
                 Some(Incoming::Ack {
-                    kind: AckKind::PubRec,
+                    kind: AckKind::Received,
                     packet_id: 4,
                     reason,
                 }) => assert_eq!(reason, expected),
                 other => panic!("{other:?}"),
             }
-            assert!(matches!(
-                conn.next_incoming().unwrap(),
-                Some(Incoming::Other(Packet::PingResp))
-            ));
+            match conn.next_incoming().unwrap() {
+                Some(Incoming::Other(p)) => assert_eq!(*p, Packet::PingResp),
+                other => panic!("{other:?}"),
+            }
             assert!(conn.next_incoming().unwrap().is_none());
         }
     }
@@ -374,7 +379,7 @@ mod tests {
             };
             conn.queue_publish(&publish, header);
         }
-        conn.queue_ack(AckKind::PubComp, 8);
+        conn.queue_ack(AckKind::Complete, 8);
         conn.flush().await.unwrap();
         assert!(conn.nothing_queued());
         drop(conn);
@@ -401,7 +406,10 @@ mod tests {
     fn varints() {
         assert_eq!(read_varint(&[0]), Some((0, 1)));
         assert_eq!(read_varint(&[0x80, 0x01]), Some((128, 2)));
-        assert_eq!(read_varint(&[0xFF, 0xFF, 0xFF, 0x7F]), Some((268_435_455, 4)));
+        assert_eq!(
+            read_varint(&[0xFF, 0xFF, 0xFF, 0x7F]),
+            Some((268_435_455, 4))
+        );
         assert_eq!(read_varint(&[0x80]), None);
         assert_eq!(read_varint(&[0x80; 5]), None);
     }
