@@ -52,7 +52,7 @@ pub(in crate::cli) struct ClientOpts {
     #[arg(long, value_name = "SECONDS", default_value_t = 0)]
     pub keepalive: u16,
     /// New connections per second; 0 is unlimited. Default: 1000 for `conn`, unlimited
-    /// otherwise. At most 1000 handshakes are ever in progress at once, so an unlimited rate
+    /// otherwise. At most 64 handshakes are ever in progress at once, so an unlimited rate
     /// does not overflow the broker's accept backlog.
     #[arg(long, value_name = "PER_SECOND")]
     pub rate: Option<f64>,

@@ -23,8 +23,9 @@ use crate::mqtt::{ConnAck, Connect, Packet, ProtocolVersion, QoS, Subscribe, Sub
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Handshakes in progress at once, whatever the rate: enough to keep a broker busy, few enough
-/// not to overflow a default accept backlog (4096 on current Linux).
-const MAX_PENDING: usize = 256;
+/// not to overflow a small accept backlog (mosquitto listens with 100), where every connection
+/// that does not fit waits for a SYN retransmission and shows up as a 1 s CONNACK latency.
+const MAX_PENDING: usize = 64;
 
 /// Connections per source address when the addresses are chosen automatically: below the
 /// 28,232 ephemeral ports of Linux's default range, with room for other sockets.

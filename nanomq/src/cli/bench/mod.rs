@@ -44,37 +44,34 @@ use traffic::TrafficPlan;
 
 /// Runs `nanomq bench`: prints the report and fails if any client failed.
 pub(in crate::cli) fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let report = match args.mode {
+    let (report, clients) = match args.mode {
         Mode::Pub(a) => traffic(pubsub::pub_plan(&a)?, &a.client)?,
         Mode::Sub(a) => traffic(pubsub::sub_plan(&a), &a.client)?,
         Mode::Run(a) => traffic(scenario::plan(&a)?, &a.client)?,
         Mode::Conn(a) => {
             dial::raise_fd_limit(a.count.into())?;
-            runtime(&a.client)?.block_on(conn::run(&a))?
+            let report = runtime(&a.client)?.block_on(conn::run(&a))?;
+            (report, a.count.into())
         }
     };
     eprintln!("{}", report.summary());
     println!("{}", report.to_json());
     if report.failed > 0 {
         bail!(
-            "{} of {} clients failed; first error: {}",
+            "{} of {clients} clients failed; first error: {}",
             report.failed,
-            report.connections
-                + if report.mode == "conn" {
-                    report.failed
-                } else {
-                    0
-                },
             report.first_error.unwrap_or_default()
         );
     }
     Ok(())
 }
 
-/// Runs a `pub`, `sub` or `run` plan.
-fn traffic(plan: TrafficPlan, opts: &ClientOpts) -> anyhow::Result<Report> {
-    dial::raise_fd_limit((plan.topics.len() + plan.filters.len()) as u64)?;
-    runtime(opts)?.block_on(traffic::run(plan, opts))
+/// Runs a `pub`, `sub` or `run` plan; returns the report and the number of clients.
+fn traffic(plan: TrafficPlan, opts: &ClientOpts) -> anyhow::Result<(Report, u64)> {
+    let clients = (plan.topics.len() + plan.filters.len()) as u64;
+    dial::raise_fd_limit(clients)?;
+    let report = runtime(opts)?.block_on(traffic::run(plan, opts))?;
+    Ok((report, clients))
 }
 
 /// One thread by default (`--threads`): the load generator should leave the other cores to the
