@@ -17,7 +17,7 @@
 //! cache-line-aligned blocks tokio allocates per connection.
 //!
 //! `config` is the TOML schema with defaults and line-numbered errors; `cli` the `nanomq`
-//! command line (`start`, `check-config`, `pub`, `sub`).
+//! command line (`start`, `check-config`, `pub`, `sub`, and the `bench` load generator).
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod alloc;

@@ -1,78 +1,33 @@
 //! End-to-end tests: the real `nanomq` binary against the `rumqttc` client (MQTT 3.1.1
 //! and 5.0).
 //!
-//! Each test starts its own broker with a temporary config that binds `127.0.0.1:0`, reads
-//! the port from the `listening on tcp HOST:PORT` line on stderr (a thread keeps draining
-//! stderr so the pipe never fills), and kills the broker when the guard drops; the broker
-//! log is printed when a test fails. Every await is wrapped in a timeout.
+//! Each test starts its own broker (`common::Broker`) with the shared end-to-end config, which
+//! binds `127.0.0.1:0`, and kills it when the guard drops; the broker log is printed when a
+//! test fails. Every await is wrapped in a timeout.
 //!
 //! `BROKER=mosquitto` runs the same tests against Debian's mosquitto instead, only to
 //! check the tests themselves.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::mpsc as tmpsc;
 use tokio::time::timeout;
 
-const START_TIMEOUT: Duration = Duration::from_secs(20);
+use common::{parse_listening, unique_dir, Broker, START_TIMEOUT};
+
 const STEP: Duration = Duration::from_secs(5);
 
 /// The configuration shared by every end-to-end suite.
 const CONFIG: &str = include_str!("../../tests/e2e/nanomq.toml");
 
 // ------------------------------------------------------------------ broker process
-
-/// A broker process on 127.0.0.1 with its own temp directory; killed on drop.
-struct Broker {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
-
-fn unique_dir() -> PathBuf {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let n = NEXT_DIR.fetch_add(1, Ordering::SeqCst);
-    std::env::temp_dir().join(format!(
-        "nanomq-e2e-rumqttc-{}-{n}-{nanos}",
-        std::process::id()
-    ))
-}
-
-/// The port from a `listening on tcp HOST:PORT` line, ANSI colours ignored.
-fn parse_listening(line: &str) -> Option<u16> {
-    let mut plain = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            plain.push(c);
-        }
-    }
-    let rest = &plain[plain.find("listening on tcp ")? + "listening on tcp ".len()..];
-    let addr = rest.split_whitespace().next()?;
-    let (_, port) = addr.rsplit_once(':')?;
-    port.trim_end_matches(|c: char| !c.is_ascii_digit())
-        .parse()
-        .ok()
-}
 
 fn use_mosquitto() -> bool {
     std::env::var("BROKER")
@@ -82,76 +37,13 @@ fn use_mosquitto() -> bool {
 
 impl Broker {
     fn start() -> Broker {
-        let dir = unique_dir();
+        let dir = unique_dir("nanomq-e2e-rumqttc");
         std::fs::create_dir_all(&dir).expect("create temp dir");
         if use_mosquitto() {
             Self::start_mosquitto(dir)
         } else {
-            Self::start_nanomq(dir)
+            Self::start_nanomq(dir, CONFIG)
         }
-    }
-
-    fn spawn(dir: PathBuf, mut cmd: Command) -> (Broker, mpsc::Receiver<u16>) {
-        let mut child = cmd
-            .current_dir(&dir)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn broker");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (port_tx, port_rx) = mpsc::channel();
-        let thread_log = Arc::clone(&log);
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if !sent {
-                    if let Some(port) = parse_listening(&line) {
-                        sent = port_tx.send(port).is_ok();
-                    }
-                }
-                if let Ok(mut log) = thread_log.lock() {
-                    log.push(line);
-                }
-            }
-        });
-        let broker = Broker {
-            child,
-            port: 0,
-            dir,
-            log,
-        };
-        (broker, port_rx)
-    }
-
-    fn start_nanomq(dir: PathBuf) -> Broker {
-        let config = dir.join("nanomq.toml");
-        std::fs::write(&config, CONFIG).expect("write config");
-        // NANOMQ_BIN (as for the other suites) overrides the binary cargo built.
-        // A relative NANOMQ_BIN is taken from the repository root.
-        let bin = match std::env::var_os("NANOMQ_BIN").map(PathBuf::from) {
-            Some(p) if p.is_relative() => Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(p),
-            Some(p) => p,
-            None => PathBuf::from(env!("CARGO_BIN_EXE_nanomq")),
-        };
-        let mut cmd = Command::new(bin);
-        cmd.arg("start").arg("--config").arg(&config);
-        let (mut broker, port_rx) = Self::spawn(dir, cmd);
-        match port_rx.recv_timeout(START_TIMEOUT) {
-            Ok(port) => broker.port = port,
-            Err(_) => {
-                let status = broker.child.try_wait().ok().flatten();
-                panic!(
-                    "nanomq did not print 'listening on tcp HOST:PORT' within {START_TIMEOUT:?} \
-                     (exit status: {status:?}); log:\n{}",
-                    broker.log_text()
-                );
-            }
-        }
-        broker
     }
 
     fn start_mosquitto(dir: PathBuf) -> Broker {
@@ -183,28 +75,6 @@ impl Broker {
             std::thread::sleep(Duration::from_millis(50));
         }
         broker
-    }
-
-    fn log_text(&self) -> String {
-        self.log
-            .lock()
-            .map(|l| l.join("\n"))
-            .unwrap_or_else(|_| "(log lock poisoned)".into())
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!(
-                "---- broker log (127.0.0.1:{}) ----\n{}",
-                self.port,
-                self.log_text()
-            );
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

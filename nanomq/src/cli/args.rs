@@ -30,6 +30,10 @@ pub(super) enum Command {
     /// Subscribe and print the messages received, like mosquitto_sub.
     #[command(disable_help_flag = true)]
     Sub(SubArgs),
+    /// Generate MQTT load and measure throughput, loss, latency and the broker's CPU and
+    /// memory, like emqtt-bench.
+    #[cfg(feature = "bench")]
+    Bench(super::bench::BenchArgs),
 }
 
 /// `nanomq start`.
@@ -156,7 +160,7 @@ pub(super) struct SubArgs {
 }
 
 /// Accepts mosquitto's spellings of the protocol version.
-fn parse_protocol(s: &str) -> Result<ProtocolVersion, String> {
+pub(super) fn parse_protocol(s: &str) -> Result<ProtocolVersion, String> {
     match s {
         "31" | "mqttv31" => Ok(ProtocolVersion::V31),
         "311" | "mqttv311" => Ok(ProtocolVersion::V311),
@@ -166,7 +170,7 @@ fn parse_protocol(s: &str) -> Result<ProtocolVersion, String> {
 }
 
 /// Accepts 0, 1 or 2.
-fn parse_qos(s: &str) -> Result<QoS, String> {
+pub(super) fn parse_qos(s: &str) -> Result<QoS, String> {
     s.parse::<u8>()
         .ok()
         .and_then(QoS::from_u8)

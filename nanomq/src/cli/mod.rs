@@ -1,11 +1,14 @@
 //! The `nanomq` command line: `start` (the default) runs the broker, `check-config` validates a
 //! config file, and `pub` / `sub` are mosquitto_pub / mosquitto_sub look-alikes built on the
-//! project's own codec, for testing a broker from a shell.
+//! project's own codec, for testing a broker from a shell. `bench` (cargo feature `bench`, on by
+//! default) is a load generator for comparing brokers.
 //!
 //! Errors here are `anyhow`: each command either succeeds (exit 0) or prints one message,
 //! with its causes, on stderr and exits 1. Usage errors exit 2, as clap does.
 
 mod args;
+#[cfg(feature = "bench")]
+mod bench;
 mod client;
 mod pub_cmd;
 mod start;
@@ -25,6 +28,8 @@ pub fn main() -> ExitCode {
         Command::CheckConfig(args) => start::check_config(args),
         Command::Pub(args) => pub_cmd::run(args),
         Command::Sub(args) => sub_cmd::run(args),
+        #[cfg(feature = "bench")]
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -23,6 +23,52 @@ pub fn decode(
     version: ProtocolVersion,
     max_packet_size: u32,
 ) -> Result<Option<Packet>, DecodeError> {
+    let Some(FrameSize { header_len, total }) = frame_size(buf, version, max_packet_size)? else {
+        return Ok(None);
+    };
+    let first = buf[0];
+    let mut frame = buf.split_to(total).freeze();
+    let body = Reader::new(frame.split_off(header_len));
+    let flags = first & 0x0F;
+    let packet = match first >> 4 {
+        1 => Packet::Connect(Box::new(Connect::decode(body)?)),
+        2 => Packet::ConnAck(ConnAck::decode(body, version)?),
+        3 => Packet::Publish(Publish::decode(flags, body, version)?),
+        4 => Packet::PubAck(PubAck::decode(body, version, false)?),
+        5 => Packet::PubRec(PubAck::decode(body, version, false)?),
+        6 => Packet::PubRel(PubAck::decode(body, version, true)?),
+        7 => Packet::PubComp(PubAck::decode(body, version, true)?),
+        8 => Packet::Subscribe(Subscribe::decode(body, version)?),
+        9 => Packet::SubAck(SubAck::decode(body, version)?),
+        10 => Packet::Unsubscribe(Unsubscribe::decode(body, version)?),
+        11 => Packet::UnsubAck(UnsubAck::decode(body, version)?),
+        12 => empty(body, Packet::PingReq)?,
+        13 => empty(body, Packet::PingResp)?,
+        14 => Packet::Disconnect(Disconnect::decode(body, version)?),
+        // `check_fixed_header` let type 15 through only for v5.
+        _ => Packet::Auth(Auth::decode(body)?),
+    };
+    Ok(Some(packet))
+}
+
+/// Where the first packet in a buffer ends: its fixed header length and its total length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameSize {
+    /// Bytes of the fixed header (type byte and remaining length); the body starts here.
+    pub header_len: usize,
+    /// Bytes of the whole packet.
+    pub total: usize,
+}
+
+/// The size of the first packet in `buf` once all of it is buffered, with the same checks and
+/// errors as [`decode`] (fixed-header flags, remaining length, `max_packet_size`) and without
+/// parsing the body. `Ok(None)` while incomplete. For readers that skim packets in place, such as
+/// the load generator, which takes what it needs from a PUBLISH without building a [`Publish`].
+pub fn frame_size(
+    buf: &[u8],
+    version: ProtocolVersion,
+    max_packet_size: u32,
+) -> Result<Option<FrameSize>, DecodeError> {
     let Some(&first) = buf.first() else {
         return Ok(None);
     };
@@ -49,31 +95,7 @@ pub fn decode(
             max: max_packet_size,
         });
     }
-    if buf.len() < total {
-        return Ok(None);
-    }
-    let mut frame = buf.split_to(total).freeze();
-    let body = Reader::new(frame.split_off(header_len));
-    let flags = first & 0x0F;
-    let packet = match first >> 4 {
-        1 => Packet::Connect(Box::new(Connect::decode(body)?)),
-        2 => Packet::ConnAck(ConnAck::decode(body, version)?),
-        3 => Packet::Publish(Publish::decode(flags, body, version)?),
-        4 => Packet::PubAck(PubAck::decode(body, version, false)?),
-        5 => Packet::PubRec(PubAck::decode(body, version, false)?),
-        6 => Packet::PubRel(PubAck::decode(body, version, true)?),
-        7 => Packet::PubComp(PubAck::decode(body, version, true)?),
-        8 => Packet::Subscribe(Subscribe::decode(body, version)?),
-        9 => Packet::SubAck(SubAck::decode(body, version)?),
-        10 => Packet::Unsubscribe(Unsubscribe::decode(body, version)?),
-        11 => Packet::UnsubAck(UnsubAck::decode(body, version)?),
-        12 => empty(body, Packet::PingReq)?,
-        13 => empty(body, Packet::PingResp)?,
-        14 => Packet::Disconnect(Disconnect::decode(body, version)?),
-        // `check_fixed_header` let type 15 through only for v5.
-        _ => Packet::Auth(Auth::decode(body)?),
-    };
-    Ok(Some(packet))
+    Ok((buf.len() >= total).then_some(FrameSize { header_len, total }))
 }
 
 /// Packet type and reserved flag bits (spec 2.1.3). PUBLISH flags are checked by its parser.

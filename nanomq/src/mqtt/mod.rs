@@ -30,7 +30,7 @@ pub use connack::ConnAck;
 pub use connect::{Connect, Will};
 pub use disconnect::Disconnect;
 pub use error::DecodeError;
-pub use frame::{decode, encode};
+pub use frame::{decode, encode, frame_size, FrameSize};
 pub use properties::Properties;
 pub use pub_ack::PubAck;
 pub use publish::{OutgoingPublish, Publish};
