@@ -40,6 +40,18 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Raises this process's open-file soft limit to its hard limit (every connection is a
+/// descriptor, and distributions start services with a soft limit of 1024). Returns the limit
+/// now in force.
+fn raise_open_file_limit() -> nix::Result<u64> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    }
+    Ok(hard)
+}
+
 /// A single-threaded runtime: the clients drive one connection and need no more.
 fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()

@@ -23,6 +23,10 @@ pub(super) fn start(args: StartArgs) -> anyhow::Result<()> {
         Some(path) => tracing::info!(path = %path.display(), "config loaded"),
         None => tracing::info!("no config file given: using built-in defaults (tcp 0.0.0.0:1883)"),
     }
+    match super::raise_open_file_limit() {
+        Ok(limit) => tracing::info!(limit, "open-file limit"),
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+    }
     let threads = match config.runtime.worker_threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,

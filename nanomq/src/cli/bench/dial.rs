@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use tokio::net::TcpSocket;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -248,12 +247,9 @@ fn source_addresses(
 /// Raises this process's open-file soft limit to its hard limit, and refuses `clients`
 /// connections that would not fit.
 pub(super) fn raise_fd_limit(clients: u64) -> anyhow::Result<()> {
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).context("cannot read RLIMIT_NOFILE")?;
-    if soft < hard {
-        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
-            .context("cannot raise RLIMIT_NOFILE to its hard limit")?;
-    }
-    check_fd_limit(clients, hard)
+    let limit = super::super::raise_open_file_limit()
+        .context("cannot raise RLIMIT_NOFILE to its hard limit")?;
+    check_fd_limit(clients, limit)
 }
 
 fn check_fd_limit(clients: u64, limit: u64) -> anyhow::Result<()> {
@@ -296,6 +292,7 @@ mod tests {
 
     #[test]
     fn fd_limit_is_raised_and_checked() {
+        use nix::sys::resource::{getrlimit, Resource};
         raise_fd_limit(1).unwrap();
         let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
         assert_eq!(soft, hard);
