@@ -254,8 +254,6 @@ where
         will: c.will.map(Box::new),
         connect_expiry: expiry,
         serial,
-        keepalive_timer: None,
-        last_read: tokio::time::Instant::now(),
         inbound_aliases: Default::default(),
     })
 }

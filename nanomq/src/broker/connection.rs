@@ -21,12 +21,12 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
-use super::connect;
 use super::publish::{message, route};
 use super::registry::{arm_timers, finish_session, LinkSerial, SessionHandle, SessionRef, Signal};
 use super::Broker;
+use super::{connect, keepalive};
 use crate::mqtt::{
     decode, encode, Disconnect, Packet, ProtocolVersion, PubAck, Publish, QoS, ReasonCode, Will,
 };
@@ -277,11 +277,6 @@ pub(crate) struct Connection {
     pub(crate) connect_expiry: u32,
     /// Our link serial in the session handle.
     pub(crate) serial: LinkSerial,
-    /// The keepalive timer, armed only when keepalive is on. It is not reset on every read:
-    /// when it fires early, it is moved to `last_read + 1.5 × keepalive`.
-    pub(crate) keepalive_timer: Option<Pin<Box<Sleep>>>,
-    /// When the client last sent anything.
-    pub(crate) last_read: Instant,
     /// Topic aliases the client set on this connection.
     pub(crate) inbound_aliases: BTreeMap<u16, Arc<str>>,
 }
@@ -302,16 +297,19 @@ impl Connection {
         if *self.broker.stop.borrow() {
             return Err(Ending::Shutdown);
         }
-        if self.keep_alive > 0 {
-            let deadline = Instant::now() + self.idle_limit();
-            self.keepalive_timer = Some(Box::pin(tokio::time::sleep_until(deadline)));
-        }
+        // A session taken over from a connection with keepalive keeps no stale deadline.
+        self.handle().set_keepalive_deadline(0);
+        self.heard_from();
         self.on_bytes(io)
     }
 
-    /// The connection is closed after 1.5 times the keepalive without a packet.
-    fn idle_limit(&self) -> Duration {
-        Duration::from_millis(u64::from(self.keep_alive) * 1500)
+    /// Moves the keepalive deadline on: the client just sent something.
+    fn heard_from(&self) {
+        if self.keep_alive > 0 {
+            let now = self.broker.uptime_secs();
+            self.handle()
+                .set_keepalive_deadline(keepalive::deadline(now, self.keep_alive));
+        }
     }
 
     /// One turn of the connection: leave if told to, queue what the session has, write, read,
@@ -324,15 +322,11 @@ impl Connection {
         let broker = self.broker.clone();
         loop {
             if let Signal::Leave(reason) = self.handle().poll_signal(self.serial, cx.waker()) {
-                return Poll::Ready(if reason == ReasonCode::SERVER_SHUTTING_DOWN {
-                    Ending::Shutdown
-                } else {
-                    Ending::Kicked(reason)
+                return Poll::Ready(match reason {
+                    ReasonCode::SERVER_SHUTTING_DOWN => Ending::Shutdown,
+                    ReasonCode::KEEP_ALIVE_TIMEOUT => Ending::Violation(reason),
+                    _ => Ending::Kicked(reason),
                 });
-            }
-            if self.poll_keepalive(cx).is_ready() {
-                tracing::debug!(client_id = %self.handle().client_id, "keepalive timeout");
-                return Poll::Ready(Ending::Violation(ReasonCode::KEEP_ALIVE_TIMEOUT));
             }
             self.fill(io);
             let mut progressed = false;
@@ -346,7 +340,7 @@ impl Connection {
             if io.wbuf.len() < WRITE_BACKLOG_LIMIT {
                 match io.poll_read(cx, &broker) {
                     Poll::Ready(Ok(n)) if n > 0 => {
-                        self.last_read = Instant::now();
+                        self.heard_from();
                         if let Err(end) = self.on_bytes(io) {
                             return Poll::Ready(end);
                         }
@@ -360,21 +354,6 @@ impl Connection {
                 io.release_empty_buffers();
                 return Poll::Pending;
             }
-        }
-    }
-
-    /// Ready when the client has been silent for longer than the keepalive allows.
-    fn poll_keepalive(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let deadline = self.last_read + self.idle_limit();
-        let Some(timer) = self.keepalive_timer.as_mut() else {
-            return Poll::Pending;
-        };
-        loop {
-            ready!(timer.as_mut().poll(cx));
-            if Instant::now() >= deadline {
-                return Poll::Ready(());
-            }
-            timer.as_mut().reset(deadline);
         }
     }
 
@@ -628,6 +607,7 @@ impl Connection {
         } else {
             arm_timers(broker, self.handle(), epoch, will_delay, expiry);
         }
+        self.handle().set_keepalive_deadline(0);
         // A successor waiting to take the session over may go ahead now.
         broker.sessions.release(self.handle(), self.serial);
     }

@@ -8,6 +8,7 @@
 
 mod connect;
 mod connection;
+mod keepalive;
 mod metrics;
 mod publish;
 mod registry;
@@ -92,6 +93,7 @@ pub async fn serve(
         tokio::spawn(accept_loop(broker.clone(), cfg, listener, alive_tx.clone()));
     }
     tokio::spawn(sys::publish_loop(broker.clone()));
+    tokio::spawn(keepalive::sweep_loop(broker.clone()));
     drop(alive_tx);
 
     shutdown.await;
@@ -182,10 +184,15 @@ pub(crate) struct Broker {
 }
 
 impl Broker {
+    /// Whole seconds since the broker started: the clock of keepalive deadlines.
+    pub(crate) fn uptime_secs(&self) -> u32 {
+        u32::try_from(self.started.elapsed().as_secs()).unwrap_or(u32::MAX)
+    }
+
     fn new(config: Config, stop: watch::Receiver<bool>) -> Self {
         let l = &config.limits;
         let session_limits = SessionLimits {
-            max_queued: l.max_queued_messages,
+            max_queued: u32::try_from(l.max_queued_messages).unwrap_or(u32::MAX),
             full_policy: match l.queue_full_policy {
                 QueueFullPolicy::DropNew => FullPolicy::DropNew,
                 QueueFullPolicy::DropOldest => FullPolicy::DropOldest,

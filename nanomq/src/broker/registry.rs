@@ -9,7 +9,7 @@ use std::borrow::Borrow;
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::num::NonZeroU64;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::Duration;
@@ -27,10 +27,13 @@ pub(crate) struct SessionHandle {
     state: Mutex<Session>,
     /// The attached connection: its serial, a pending kick and its waker.
     control: Mutex<Control>,
-    /// Read by shared-subscription selection without taking the state lock.
-    online: AtomicBool,
+    /// Uptime second by which the attached client must have sent a packet; 0 when keepalive
+    /// is off or nothing is attached. Written on every read, checked by the keepalive sweeper.
+    keepalive_deadline: AtomicU32,
     /// Bumped on every attach and detach: a timer armed at detach fires only if it matches.
-    epoch: AtomicU64,
+    /// Odd while a connection is attached, so shared-subscription selection reads "online"
+    /// without the state lock (and every session is a word smaller than with a flag beside it).
+    epoch: AtomicU32,
 }
 
 /// How the registry and publishers reach the connection attached to a session. Kept inline in
@@ -68,8 +71,8 @@ impl SessionHandle {
             client_id,
             state: Mutex::new(Session::new(limits)),
             control: Mutex::new(Control::default()),
-            online: AtomicBool::new(false),
-            epoch: AtomicU64::new(0),
+            keepalive_deadline: AtomicU32::new(0),
+            epoch: AtomicU32::new(0),
         }
     }
 
@@ -125,19 +128,35 @@ impl SessionHandle {
         }
     }
 
-    /// True while a connection is attached.
-    pub(crate) fn is_online(&self) -> bool {
-        self.online.load(Ordering::Relaxed)
+    /// Sets the keepalive deadline (see the field); 0 turns the check off.
+    pub(crate) fn set_keepalive_deadline(&self, uptime_secs: u32) {
+        self.keepalive_deadline
+            .store(uptime_secs, Ordering::Relaxed);
     }
 
-    /// Marks the session attached or detached, returning the new epoch.
-    pub(crate) fn set_online(&self, online: bool) -> u64 {
-        self.online.store(online, Ordering::Relaxed);
-        self.epoch.fetch_add(1, Ordering::AcqRel) + 1
+    /// True while a connection is attached.
+    pub(crate) fn is_online(&self) -> bool {
+        self.epoch.load(Ordering::Relaxed) & 1 == 1
+    }
+
+    /// Marks the session attached or detached, returning the new epoch. The epoch always
+    /// moves, by 1 or 2 so that its parity says `online`. It wraps after 2^31 reconnects, far
+    /// beyond any timer's life.
+    pub(crate) fn set_online(&self, online: bool) -> u32 {
+        let step = |e: u32| {
+            let was_online = e & 1 == 1;
+            Some(e.wrapping_add(if was_online == online { 2 } else { 1 }))
+        };
+        match self
+            .epoch
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, step)
+        {
+            Ok(prev) | Err(prev) => step(prev).unwrap_or(prev),
+        }
     }
 
     /// True if nothing attached or detached since `epoch`.
-    pub(crate) fn epoch_is(&self, epoch: u64) -> bool {
+    pub(crate) fn epoch_is(&self, epoch: u32) -> bool {
         self.epoch.load(Ordering::Acquire) == epoch
     }
 }
@@ -265,6 +284,30 @@ impl SessionRegistry {
         self.released.notify_waiters();
     }
 
+    /// Tells every attached connection whose keepalive deadline is before `now` (uptime
+    /// seconds) to leave with `reason`. The registry lock is held only to find them.
+    pub(crate) fn kick_expired(&self, now: u32, reason: ReasonCode) {
+        let expired = |h: &SessionHandle| {
+            let d = h.keepalive_deadline.load(Ordering::Relaxed);
+            d != 0 && d <= now
+        };
+        let late: Vec<Arc<SessionHandle>> = {
+            let map = self.lock();
+            map.iter()
+                .filter(|ByClientId(h)| expired(h))
+                .map(|ByClientId(h)| h.clone())
+                .collect()
+        };
+        for handle in late {
+            let serial = handle.control().link;
+            // Checked again: a packet may have arrived since.
+            if let (Some(serial), true) = (serial, expired(&handle)) {
+                tracing::debug!(client_id = %handle.client_id, "keepalive timeout");
+                handle.kick(serial, reason);
+            }
+        }
+    }
+
     /// Tells every attached connection to leave with `reason` (shutdown).
     pub(crate) fn kick_all(&self, reason: ReasonCode) {
         let map = self.lock();
@@ -278,7 +321,7 @@ impl SessionRegistry {
 
     /// Ends the session if it is still the registered one, detached, and unchanged since
     /// `epoch` (None: unconditionally, for clean start and expiry 0). Returns true if it ended.
-    pub(crate) fn end(&self, handle: &Arc<SessionHandle>, epoch: Option<u64>) -> bool {
+    pub(crate) fn end(&self, handle: &Arc<SessionHandle>, epoch: Option<u32>) -> bool {
         let mut map = self.lock();
         let registered = map
             .get(&*handle.client_id)
@@ -335,7 +378,7 @@ pub(crate) fn finish_session(broker: &Broker, handle: &Arc<SessionHandle>) {
 pub(crate) fn arm_timers(
     broker: &Arc<Broker>,
     handle: &Arc<SessionHandle>,
-    epoch: u64,
+    epoch: u32,
     will_delay: Option<u32>,
     expiry: u32,
 ) {
@@ -360,5 +403,34 @@ pub(crate) fn arm_timers(
                 finish_session(&broker, &handle);
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::FullPolicy;
+
+    #[test]
+    fn epoch_parity_says_online_and_every_change_moves_it() {
+        let limits = SessionLimits {
+            max_queued: 1,
+            full_policy: FullPolicy::DropNew,
+            max_inflight: 1,
+            max_outgoing_alias: 0,
+        };
+        let h = SessionHandle::new(Arc::from("c"), limits);
+        assert!(!h.is_online());
+        let e1 = h.set_online(true);
+        assert!(h.is_online() && h.epoch_is(e1));
+        let e2 = h.set_online(true);
+        assert!(
+            h.is_online() && e2 != e1,
+            "a repeated attach still invalidates timers"
+        );
+        let e3 = h.set_online(false);
+        assert!(!h.is_online() && h.epoch_is(e3) && !h.epoch_is(e2));
+        let e4 = h.set_online(false);
+        assert!(!h.is_online() && e4 != e3);
     }
 }

@@ -85,8 +85,8 @@ pub struct SubscriptionEntry {
 /// Limits from the configuration that shape a session's queues.
 #[derive(Debug, Clone, Copy)]
 pub struct SessionLimits {
-    /// Maximum messages waiting in the queue.
-    pub max_queued: usize,
+    /// Maximum messages waiting in the queue (u32 keeps every session a word smaller).
+    pub max_queued: u32,
     /// What to drop when the queue is full.
     pub full_policy: FullPolicy,
     /// The broker's cap on outbound QoS 1/2 messages in flight.
@@ -195,8 +195,11 @@ impl Session {
         if self.attached.is_none() && item.qos == QoS::AtMostOnce {
             return None;
         }
-        self.queue
-            .push(item, self.limits.max_queued, self.limits.full_policy)
+        self.queue.push(
+            item,
+            self.limits.max_queued as usize,
+            self.limits.full_policy,
+        )
     }
 
     /// Messages waiting (not yet in flight).

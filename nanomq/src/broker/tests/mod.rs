@@ -169,6 +169,21 @@ async fn keepalive_is_enforced_at_one_and_a_half_times() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_takeover_without_keepalive_keeps_no_stale_deadline() {
+    let (addr, _stop) = start(Config::default()).await;
+    let (mut old, _) = Client::connect(addr, v5("ka-then-none", 2, 0)).await;
+    let (mut new, ack) = Client::connect(addr, v5("ka-then-none", 0, 0)).await;
+    assert_eq!(ack.reason, ReasonCode::SUCCESS);
+    match old.recv().await {
+        Some(Packet::Disconnect(d)) => assert_eq!(d.reason, ReasonCode::SESSION_TAKEN_OVER),
+        other => panic!("{other:?}"),
+    }
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    new.send(Packet::PingReq).await;
+    assert_eq!(new.recv().await, Some(Packet::PingResp));
+}
+
+#[tokio::test(start_paused = true)]
 async fn ping_keeps_the_connection_alive() {
     let (addr, _stop) = start(Config::default()).await;
     let (mut c, _) = Client::connect(addr, v5("ping", 10, 0)).await;
