@@ -178,9 +178,10 @@ pub(in crate::cli) struct RunArgs {
     /// Topic filter of each subscriber; %i is its index.
     #[arg(long)]
     pub filter: Option<String>,
-    /// Messages the publishers may be ahead of the subscribers: sent but not yet received by
-    /// every subscriber it is for, counted over all publishers. Keeps QoS 0 from measuring
-    /// only how fast a broker can drop.
+    /// Messages any one subscriber may be behind: sent to it (by any publisher) but not yet
+    /// received or known lost. A publisher waits for the slowest subscriber of its topic. Keeps
+    /// QoS 0 from measuring only how fast a broker can drop; keep it within the broker's
+    /// per-session queue.
     #[arg(long, value_name = "MESSAGES", value_parser = clap::value_parser!(u64).range(1..))]
     pub window: Option<u64>,
     /// What to send.

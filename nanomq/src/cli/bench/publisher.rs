@@ -1,6 +1,7 @@
 //! One publisher client: sends numbered, timestamped messages flat out or at an interval,
-//! within its QoS 1/2 in-flight window and `bench run`'s shared window, until the measured
-//! window ends or `--limit` is reached, then waits for its last acknowledgements.
+//! within its QoS 1/2 in-flight window and the window of each of its subscribers in `bench run`,
+//! until the measured window ends or `--limit` is reached, then waits for its last
+//! acknowledgements.
 //!
 //! Flat out it encodes as many PUBLISHes as the windows allow (up to [`BATCH_BYTES`]) into the
 //! write buffer and writes them with one call. Acknowledgements are read without waiting
@@ -12,11 +13,11 @@ use std::time::Duration;
 
 use anyhow::bail;
 use bytes::Bytes;
-use tokio::time::{sleep, sleep_until, Instant};
+use tokio::time::{sleep_until, Instant};
 
 use super::super::client::describe;
 use super::dial::Client;
-use super::flow::{Flow, STALL};
+use super::flow::{Flow, StallClock};
 use super::payload::{monotonic_ns, Header};
 use super::stats::{Stats, Window};
 use super::wire::{AckKind, BenchConn, Incoming};
@@ -53,8 +54,9 @@ pub(super) struct PublisherTask {
     pub(super) client: Client,
     /// Its topic.
     pub(super) topic: String,
-    /// Subscribers each message is for (its deliveries in `bench run`'s window).
-    pub(super) fanout: u64,
+    /// Indices of the subscribers each message is for: its deliveries, and the lanes of
+    /// `bench run`'s window it needs room in.
+    pub(super) subscribers: Vec<u32>,
 }
 
 /// Runs one publisher to the end of the window (or its limit) and its drain.
@@ -78,10 +80,17 @@ pub(super) async fn publish(
         measured: 0,
     };
     let result = p
-        .run(&task.topic, task.fanout, &plan, &stats, flow.as_deref())
+        .run(
+            &task.topic,
+            &task.subscribers,
+            &plan,
+            &stats,
+            flow.as_deref(),
+        )
         .await;
+    let fanout = task.subscribers.len() as u64;
     stats.sent_measured.fetch_add(p.measured, Relaxed);
-    stats.expected.fetch_add(p.measured * task.fanout, Relaxed);
+    stats.expected.fetch_add(p.measured * fanout, Relaxed);
     p.conn.close().await;
     result
 }
@@ -103,7 +112,7 @@ impl Publisher {
     async fn run(
         &mut self,
         topic: &str,
-        fanout: u64,
+        subscribers: &[u32],
         plan: &PublishPlan,
         stats: &Stats,
         flow: Option<&Flow>,
@@ -129,10 +138,11 @@ impl Publisher {
         let mut next_at = plan.interval.map(|i| {
             Instant::now() + i.mul_f64(f64::from(self.index) / f64::from(plan.publishers))
         });
+        let mut stall = StallClock::default();
         loop {
             self.absorb_acks()?;
             // Registered before claiming room, so a delivery in between still wakes us.
-            let settled = flow.map(|f| f.settled_changed.notified());
+            let freed = flow.map(|f| f.freed.notified());
             if monotonic_ns() >= plan.window.end_ns || self.seq >= limit {
                 break;
             }
@@ -146,7 +156,7 @@ impl Publisher {
                 .min(limit - self.seq);
             let wanted = n;
             if let Some(flow) = flow.filter(|_| n > 0) {
-                n = flow.claim(n, fanout);
+                n = flow.claim(subscribers, n);
             }
             if n > 0 {
                 for _ in 0..n {
@@ -163,22 +173,20 @@ impl Publisher {
                 self.conn.flush().await?;
             }
             let flow_blocked = flow.filter(|_| wanted > 0);
-            let settled_before = flow_blocked.map(Flow::settled);
+            let write_off_at = flow_blocked.map(|f| stall.deadline(f, subscribers));
             tokio::select! {
                 () = self.conn.readable() => {}
                 () = sleep_until(end) => {}
                 () = sleep_until(next_at.unwrap_or(end)), if !due => {}
                 () = async {
-                    match settled {
-                        Some(settled) => settled.await,
+                    match freed {
+                        Some(freed) => freed.await,
                         None => std::future::pending().await,
                     }
                 }, if flow_blocked.is_some() => {}
-                () = sleep(STALL), if flow_blocked.is_some() => {
+                () = sleep_until(write_off_at.unwrap_or(end)), if flow_blocked.is_some() => {
                     if let Some(flow) = flow_blocked {
-                        if Some(flow.settled()) == settled_before {
-                            flow.write_off();
-                        }
+                        stall.expire(flow, subscribers);
                     }
                 }
             }

@@ -21,8 +21,8 @@ pub(in crate::cli) enum Scenario {
     /// publisher; loss is exact.
     #[value(name = "fan-in-qos1")]
     FanInQos1,
-    /// 1 publisher -> 100 subscribers on bench/fanout, QoS 0, window 1000 messages (so at
-    /// most 100,000 deliveries outstanding).
+    /// 1 publisher -> 100 subscribers on bench/fanout, QoS 0, window 1000 messages: the
+    /// slowest subscriber at most 1000 behind.
     #[value(name = "fan-out")]
     FanOut,
     /// 1000 publishers on bench/pair/%i, each read by its own subscriber; 16 KiB payloads, one

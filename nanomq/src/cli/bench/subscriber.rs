@@ -27,6 +27,7 @@ pub(super) async fn receive(
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let mut s = Subscriber {
+        index: client.spec.index,
         conn: client.conn,
         streams: HashMap::new(),
         latencies_us: Vec::with_capacity(1024),
@@ -47,6 +48,8 @@ pub(super) async fn receive(
 }
 
 struct Subscriber {
+    /// Its lane in `bench run`'s window.
+    index: u32,
     conn: BenchConn,
     /// One sequence tracker per publisher index.
     streams: HashMap<u32, SeqTracker>,
@@ -119,7 +122,7 @@ impl Subscriber {
             self.latencies_us.clear();
         }
         if let Some(flow) = flow {
-            flow.settle(batch.settled);
+            flow.settle(self.index, batch.settled);
         }
         Ok(())
     }

@@ -53,7 +53,7 @@ pub(super) struct TrafficPlan {
     pub(super) inflight: u16,
     /// Messages per publisher.
     pub(super) limit: Option<u64>,
-    /// `run`'s window in messages; `None` for no flow control.
+    /// `run`'s window: messages any one subscriber may be behind; `None` for no flow control.
     pub(super) window: Option<u64>,
     /// Seconds before the measured window.
     pub(super) warmup: f64,
@@ -97,18 +97,7 @@ pub(super) async fn run(plan: TrafficPlan, opts: &ClientOpts) -> anyhow::Result<
     eprintln!("bench: {total} clients connected");
 
     let window = Window::after(plan.warmup, opts.duration);
-    let fanouts: Vec<u64> = plan
-        .topics
-        .iter()
-        .map(|t| {
-            plan.filters
-                .iter()
-                .filter(|f| router::matches(f, t))
-                .count() as u64
-        })
-        .collect();
-    let max_fanout = fanouts.iter().copied().max().unwrap_or(0).max(1);
-    let flow = plan.window.map(|w| Arc::new(Flow::new(w * max_fanout)));
+    let flow = plan.window.map(|w| Arc::new(Flow::new(w, subscribers)));
     let (stop, stopped) = watch::channel(false);
     let sub_tasks: Vec<JoinHandle<anyhow::Result<()>>> = subs
         .into_iter()
@@ -128,13 +117,13 @@ pub(super) async fn run(plan: TrafficPlan, opts: &ClientOpts) -> anyhow::Result<
     });
     let pub_tasks: Vec<_> = pubs
         .into_iter()
-        .zip(&fanouts)
-        .map(|(client, &fanout)| {
+        .map(|client| {
             let topic = plan.topics[client.spec.index as usize].clone();
+            let subscribers = subscribers_of(&topic, &plan.filters);
             let task = PublisherTask {
                 client,
                 topic,
-                fanout,
+                subscribers,
             };
             let (plan, stats, flow) = (publish_plan.clone(), stats.clone(), flow.clone());
             tokio::spawn(publish(task, plan, stats, flow))
@@ -165,6 +154,15 @@ pub(super) async fn run(plan: TrafficPlan, opts: &ClientOpts) -> anyhow::Result<
         report.extra.push(("window_stalls", json!(flow.stalls())));
     }
     Ok(report)
+}
+
+/// The indices of the subscribers (by filter) that a message on `topic` is for.
+fn subscribers_of(topic: &str, filters: &[String]) -> Vec<u32> {
+    (0..)
+        .zip(filters)
+        .filter(|(_, f)| router::matches(f, topic))
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// Samples the broker at `at_ns` (at once when it has passed); nothing without `--pid`.
@@ -266,6 +264,14 @@ fn report(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn publishers_find_their_subscribers() {
+        let filters = ["bench/#", "bench/1", "other/#", "bench/+"].map(String::from);
+        assert_eq!(subscribers_of("bench/1", &filters), [0, 1, 3]);
+        assert_eq!(subscribers_of("bench/2", &filters), [0, 3]);
+        assert!(subscribers_of("nobody/listens", &filters).is_empty());
+    }
 
     #[test]
     fn patterns_expand_every_index_marker() {
