@@ -23,7 +23,9 @@ pub(super) fn start(args: StartArgs) -> anyhow::Result<()> {
         Some(path) => tracing::info!(path = %path.display(), "config loaded"),
         None => tracing::info!("no config file given: using built-in defaults (tcp 0.0.0.0:1883)"),
     }
-    match super::raise_open_file_limit() {
+    // Room for every connection the config allows, plus listeners and the like.
+    let expected = config.limits.max_connections as u64 + 64;
+    match super::raise_open_file_limit(expected) {
         Ok(limit) => tracing::info!(limit, "open-file limit"),
         Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
     }

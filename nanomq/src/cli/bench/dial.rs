@@ -247,7 +247,7 @@ fn source_addresses(
 /// Raises this process's open-file soft limit to its hard limit, and refuses `clients`
 /// connections that would not fit.
 pub(super) fn raise_fd_limit(clients: u64) -> anyhow::Result<()> {
-    let limit = super::super::raise_open_file_limit()
+    let limit = super::super::raise_open_file_limit(clients.saturating_add(FD_RESERVE))
         .context("cannot raise RLIMIT_NOFILE to its hard limit")?;
     check_fd_limit(clients, limit)
 }
