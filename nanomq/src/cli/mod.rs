@@ -77,3 +77,20 @@ fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()
         .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    /// The descriptor table is grown up front: `FDSize` in /proc counts its slots.
+    #[test]
+    fn descriptor_table_is_grown_to_the_expected_size() {
+        let fd_slots = || {
+            let status = std::fs::read_to_string("/proc/self/status").unwrap();
+            let line = status.lines().find(|l| l.starts_with("FDSize:")).unwrap();
+            line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap()
+        };
+        let limit = super::raise_open_file_limit(0).unwrap();
+        let want = limit.min(4096);
+        super::raise_open_file_limit(want).unwrap();
+        assert!(fd_slots() >= want, "FDSize {} < {want}", fd_slots());
+    }
+}
