@@ -6,8 +6,9 @@
 //! reconnect and an expiry can never both win.
 
 use std::borrow::Borrow;
+use std::collections::hash_map::RandomState;
 use std::collections::HashSet;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -180,10 +181,12 @@ impl Hash for SessionRef {
 }
 
 /// Every live session by client id. Touched on connect, disconnect and expiry, never on the
-/// publish path.
-#[derive(Default)]
+/// publish path. Split into shards by client id, so that a connect waits only for its own shard
+/// and a full pass (the keepalive sweep, shutdown) never holds one lock over every session.
 pub(crate) struct SessionRegistry {
-    sessions: Mutex<HashSet<ByClientId>>,
+    shards: [Mutex<HashSet<ByClientId>>; SHARDS],
+    /// Picks a client id's shard.
+    shard_hasher: RandomState,
     /// Told whenever a connection releases its session, so successors waiting to take one over
     /// look again. Takeovers are rare: one for all sessions keeps every session smaller.
     released: Notify,
@@ -231,20 +234,35 @@ pub(crate) struct Takeover {
     serial: LinkSerial,
 }
 
+/// Shards of the registry; a power of two.
+const SHARDS: usize = 64;
+
+impl Default for SessionRegistry {
+    fn default() -> Self {
+        SessionRegistry {
+            shards: std::array::from_fn(|_| Mutex::default()),
+            shard_hasher: RandomState::new(),
+            released: Notify::new(),
+        }
+    }
+}
+
 impl SessionRegistry {
-    fn lock(&self) -> MutexGuard<'_, HashSet<ByClientId>> {
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    /// Locks the shard of `client_id`.
+    fn lock(&self, client_id: &str) -> MutexGuard<'_, HashSet<ByClientId>> {
+        let shard = self.shard_hasher.hash_one(client_id) as usize % SHARDS;
+        lock_shard(&self.shards[shard])
     }
 
     /// Number of sessions, connected or not.
     pub(crate) fn len(&self) -> usize {
-        self.lock().len()
+        self.shards.iter().map(|s| lock_shard(s).len()).sum()
     }
 
     /// Takes the session of `client_id` for a new connection, creating it if needed, or hands
     /// back the link of the connection that holds it.
     pub(crate) fn claim(&self, client_id: &str, limits: SessionLimits) -> Claim {
-        let mut map = self.lock();
+        let mut map = self.lock(client_id);
         let (handle, existed) = match map.get(client_id) {
             Some(h) => (h.0.clone(), true),
             None => {
@@ -275,7 +293,7 @@ impl SessionRegistry {
     /// waiting to take over. Called with the session already detached.
     pub(crate) fn release(&self, handle: &SessionHandle, serial: LinkSerial) {
         {
-            let _map = self.lock();
+            let _map = self.lock(&handle.client_id);
             let mut c = handle.control();
             if c.link == Some(serial) {
                 *c = Control::default();
@@ -285,19 +303,21 @@ impl SessionRegistry {
     }
 
     /// Tells every attached connection whose keepalive deadline is before `now` (uptime
-    /// seconds) to leave with `reason`. The registry lock is held only to find them.
+    /// seconds) to leave with `reason`. Each shard is locked only to find its late sessions.
     pub(crate) fn kick_expired(&self, now: u32, reason: ReasonCode) {
         let expired = |h: &SessionHandle| {
             let d = h.keepalive_deadline.load(Ordering::Relaxed);
             d != 0 && d <= now
         };
-        let late: Vec<Arc<SessionHandle>> = {
-            let map = self.lock();
-            map.iter()
-                .filter(|ByClientId(h)| expired(h))
-                .map(|ByClientId(h)| h.clone())
-                .collect()
-        };
+        let mut late: Vec<Arc<SessionHandle>> = Vec::new();
+        for shard in &self.shards {
+            let map = lock_shard(shard);
+            late.extend(
+                map.iter()
+                    .filter(|ByClientId(h)| expired(h))
+                    .map(|ByClientId(h)| h.clone()),
+            );
+        }
         for handle in late {
             let serial = handle.control().link;
             // Checked again: a packet may have arrived since.
@@ -310,11 +330,12 @@ impl SessionRegistry {
 
     /// Tells every attached connection to leave with `reason` (shutdown).
     pub(crate) fn kick_all(&self, reason: ReasonCode) {
-        let map = self.lock();
-        for ByClientId(handle) in map.iter() {
-            let serial = handle.control().link;
-            if let Some(serial) = serial {
-                handle.kick(serial, reason);
+        for shard in &self.shards {
+            for ByClientId(handle) in lock_shard(shard).iter() {
+                let serial = handle.control().link;
+                if let Some(serial) = serial {
+                    handle.kick(serial, reason);
+                }
             }
         }
     }
@@ -322,7 +343,7 @@ impl SessionRegistry {
     /// Ends the session if it is still the registered one, detached, and unchanged since
     /// `epoch` (None: unconditionally, for clean start and expiry 0). Returns true if it ended.
     pub(crate) fn end(&self, handle: &Arc<SessionHandle>, epoch: Option<u32>) -> bool {
-        let mut map = self.lock();
+        let mut map = self.lock(&handle.client_id);
         let registered = map
             .get(&*handle.client_id)
             .is_some_and(|h| Arc::ptr_eq(&h.0, handle));
@@ -335,6 +356,11 @@ impl SessionRegistry {
         map.remove(&*handle.client_id);
         true
     }
+}
+
+/// Locks one shard. Poisoning is ignored, as for session state.
+fn lock_shard(shard: &Mutex<HashSet<ByClientId>>) -> MutexGuard<'_, HashSet<ByClientId>> {
+    shard.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Takeover {

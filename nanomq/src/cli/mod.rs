@@ -86,7 +86,11 @@ mod tests {
         let fd_slots = || {
             let status = std::fs::read_to_string("/proc/self/status").unwrap();
             let line = status.lines().find(|l| l.starts_with("FDSize:")).unwrap();
-            line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap()
+            line.split_whitespace()
+                .nth(1)
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
         };
         let limit = super::raise_open_file_limit(0).unwrap();
         let want = limit.min(4096);
