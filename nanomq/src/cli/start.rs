@@ -6,7 +6,9 @@ use std::io::IsTerminal;
 
 use anyhow::{anyhow, Context};
 use tokio::signal::unix::{signal, SignalKind};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use super::args::{CheckConfigArgs, StartArgs};
 use crate::config::Config;
@@ -59,15 +61,20 @@ pub(super) fn check_config(args: CheckConfigArgs) -> anyhow::Result<()> {
 /// filtered by `RUST_LOG` when it is set and not empty (so an operator can turn
 /// on debugging without editing the image's config), else by `log.level`.
 fn init_logging(level: &str) -> anyhow::Result<()> {
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(directives) if !directives.is_empty() => EnvFilter::try_new(&directives)
+    let filter: Targets = match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.is_empty() => directives
+            .parse()
             .with_context(|| format!("RUST_LOG={directives:?} is not a valid log filter"))?,
-        _ => EnvFilter::try_new(level).context("log.level is not a valid log filter")?,
+        _ => level
+            .parse()
+            .context("log.level is not a valid log filter")?,
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let output = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(std::io::stderr().is_terminal());
+    tracing_subscriber::registry()
+        .with(output)
+        .with(filter)
         .try_init()
         .map_err(|e| anyhow!("cannot set up logging: {e}"))
 }

@@ -46,7 +46,11 @@ impl Config {
             key,
             message,
         };
-        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+        if let Err(e) = self
+            .log
+            .level
+            .parse::<tracing_subscriber::filter::Targets>()
+        {
             return Err(invalid(
                 "log",
                 "level",
