@@ -112,7 +112,10 @@ pub struct ConnectionParams {
 #[derive(Debug)]
 struct Attached {
     params: ConnectionParams,
-    aliases: BTreeMap<Arc<str>, u16>,
+    /// Allocated on the first alias: most clients never ask for aliases, and every session pays
+    /// for what is inline here (8 bytes instead of an empty map's 24).
+    #[allow(clippy::box_collection)]
+    aliases: Option<Box<BTreeMap<Arc<str>, u16>>>,
     alias_limit: u16,
     resend: bool,
 }
@@ -176,7 +179,7 @@ impl Session {
         };
         self.attached = Some(Attached {
             params,
-            aliases: BTreeMap::new(),
+            aliases: None,
             alias_limit,
             resend: !self.inflight.is_empty(),
         });
@@ -273,8 +276,8 @@ impl Session {
             if publish.encoded_len(a.params.version) > a.params.max_packet_size as usize {
                 // MQTT-3.1.2-25: discard as if delivered. An alias assigned just now would be
                 // unknown to the client: forget it.
-                if alias.is_some_and(|al| al.new) {
-                    a.aliases.remove(topic);
+                if let (Some(AliasUse { new: true, .. }), Some(aliases)) = (alias, &mut a.aliases) {
+                    aliases.remove(topic);
                 }
                 stats.too_large += 1;
                 continue;
@@ -350,14 +353,15 @@ fn outgoing_alias(a: &mut Attached, topic: &Arc<str>) -> Option<AliasUse> {
     if a.alias_limit == 0 {
         return None;
     }
-    if let Some(&alias) = a.aliases.get(topic) {
+    let aliases = a.aliases.get_or_insert_with(Box::default);
+    if let Some(&alias) = aliases.get(topic) {
         return Some(AliasUse { alias, new: false });
     }
-    let next = a.aliases.len() as u16 + 1;
+    let next = aliases.len() as u16 + 1;
     if next > a.alias_limit {
         return None;
     }
-    a.aliases.insert(topic.clone(), next);
+    aliases.insert(topic.clone(), next);
     Some(AliasUse {
         alias: next,
         new: true,
