@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::connection::{Connection, Io};
+use super::connection::Connection;
+use super::io::Io;
 use super::registry::{finish_session, Claim, SessionRef};
 use super::Broker;
 use crate::mqtt::{

@@ -5,24 +5,22 @@
 //! bounded: reading pauses while the client does not drain its replies.
 //!
 //! An idle connection costs little: the serving loop is one hand-polled function (no `select!`
-//! state kept between polls), the read and write buffers are allocated when bytes arrive or are
-//! queued and given back as soon as they are empty, and the session is reached through a waker
-//! slot in its handle rather than channels.
+//! state kept between polls), the buffers (`io`) exist only while bytes are in them, and the
+//! session is reached through a waker slot in its handle rather than channels.
 
 use std::collections::BTreeMap;
-use std::future::{poll_fn, Future};
-use std::mem::MaybeUninit;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
+use super::io::Io;
 use super::publish::{message, route};
 use super::registry::{arm_timers, finish_session, LinkSerial, SessionHandle, SessionRef, Signal};
 use super::Broker;
@@ -36,98 +34,6 @@ use crate::router::validate_topic_name;
 const WRITE_BUDGET: usize = 64 * 1024;
 /// Stop reading from a client that leaves this much of our output unread.
 const WRITE_BACKLOG_LIMIT: usize = 4 * WRITE_BUDGET;
-/// Bytes taken from the socket per read while no partial packet is buffered. Reads land on the
-/// stack first, so this costs an idle connection nothing, and it is large enough that a typical
-/// PUBLISH (a 16 KiB payload, say) arrives in one read and is copied once.
-const READ_CHUNK: usize = 64 * 1024;
-/// Room added to the read buffer for each read that continues a partial packet.
-const PARTIAL_STEP: usize = 16 * 1024;
-/// How long a final DISCONNECT or CONNACK may take to write before the socket is dropped.
-const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// The socket and its buffers. Both buffers are empty, holding no memory, while idle.
-pub(crate) struct Io<S> {
-    stream: S,
-    pub(crate) rbuf: BytesMut,
-    pub(crate) wbuf: BytesMut,
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
-    /// Reads more bytes; 0 means the peer closed.
-    pub(crate) async fn read_more(&mut self, broker: &Broker) -> std::io::Result<usize> {
-        poll_fn(|cx| self.poll_read(cx, broker)).await
-    }
-
-    /// Reads what the socket has and appends it to `rbuf`; 0 means the peer closed. While no
-    /// partial packet is buffered, bytes land in a stack buffer and are copied into a buffer of
-    /// their own size, so a connection waiting for its next packet holds no read buffer.
-    fn poll_read(&mut self, cx: &mut Context<'_>, broker: &Broker) -> Poll<std::io::Result<usize>> {
-        let n = if self.rbuf.is_empty() {
-            let mut chunk = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
-            let mut buf = ReadBuf::uninit(&mut chunk);
-            ready!(Pin::new(&mut self.stream).poll_read(cx, &mut buf))?;
-            self.rbuf = BytesMut::from(buf.filled());
-            buf.filled().len()
-        } else {
-            self.rbuf.reserve(PARTIAL_STEP);
-            let mut buf = ReadBuf::uninit(self.rbuf.spare_capacity_mut());
-            ready!(Pin::new(&mut self.stream).poll_read(cx, &mut buf))?;
-            let n = buf.filled().len();
-            // SAFETY: `poll_read` initialised the first `n` bytes of the spare capacity.
-            unsafe { self.rbuf.set_len(self.rbuf.len() + n) };
-            n
-        };
-        broker
-            .metrics
-            .bytes_received
-            .fetch_add(n as u64, Ordering::Relaxed);
-        Poll::Ready(Ok(n))
-    }
-
-    /// Writes as much of `wbuf` as the socket takes. `Ready(false)` means the socket failed.
-    fn poll_write(&mut self, cx: &mut Context<'_>, broker: &Broker) -> Poll<bool> {
-        match ready!(Pin::new(&mut self.stream).poll_write(cx, &self.wbuf)) {
-            Ok(n) if n > 0 => {
-                self.wbuf.advance(n);
-                broker
-                    .metrics
-                    .bytes_sent
-                    .fetch_add(n as u64, Ordering::Relaxed);
-                Poll::Ready(true)
-            }
-            _ => Poll::Ready(false),
-        }
-    }
-
-    /// Gives back buffers that hold nothing; the payloads already handed on keep their bytes.
-    fn release_empty_buffers(&mut self) {
-        // Empty buffers may still share a block with payloads already handed on: replacing
-        // them drops that reference too.
-        if self.rbuf.is_empty() {
-            self.rbuf = BytesMut::new();
-        }
-        if self.wbuf.is_empty() {
-            self.wbuf = BytesMut::new();
-        }
-    }
-
-    /// Writes out everything buffered, bounded in time: used for goodbyes, not the hot path.
-    pub(crate) async fn flush(&mut self, broker: &Broker) {
-        let n = self.wbuf.len();
-        if n == 0 {
-            return;
-        }
-        let done = tokio::time::timeout(GOODBYE_TIMEOUT, self.stream.write_all(&self.wbuf)).await;
-        if matches!(done, Ok(Ok(()))) {
-            broker
-                .metrics
-                .bytes_sent
-                .fetch_add(n as u64, Ordering::Relaxed);
-        }
-        self.wbuf = BytesMut::new();
-        let _ = self.stream.shutdown().await;
-    }
-}
 
 /// Serves one accepted connection from its first byte to its end; `guard` is dropped when the
 /// connection is over.
@@ -140,11 +46,7 @@ pub(crate) fn serve<S, G>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let io = Io {
-        stream,
-        rbuf: BytesMut::new(),
-        wbuf: BytesMut::new(),
-    };
+    let io = Io::new(stream);
     ConnectionTask {
         phase: Phase::Handshake(Box::pin(connect::handshake(broker, io, peer))),
         _guard: guard,

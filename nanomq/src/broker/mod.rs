@@ -8,6 +8,7 @@
 
 mod connect;
 mod connection;
+mod io;
 mod keepalive;
 mod metrics;
 mod publish;
