@@ -59,6 +59,9 @@ fn raise_open_file_limit(expected: u64) -> nix::Result<u64> {
     if soft < hard {
         setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
     }
+    // `rlim_t` is u32 on 32-bit glibc targets (armv7, mipsel) and u64 on 64-bit ones.
+    #[allow(clippy::useless_conversion)]
+    let hard = u64::from(hard);
     let slots = expected.min(hard);
     if let (Ok(top), Ok(probe)) = (i32::try_from(slots), std::fs::File::open("/dev/null")) {
         // Best effort: without it the broker still works, with the stalls described above.
