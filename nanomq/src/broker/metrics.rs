@@ -1,6 +1,6 @@
 //! Broker-wide counters: plain atomics, read by `$SYS` and, later, the HTTP API.
 
-use std::sync::atomic::AtomicU64;
+use portable_atomic::AtomicU64;
 
 /// Counters since start. Connection tasks add to them once per batch, not per packet.
 #[derive(Debug, Default)]

@@ -34,7 +34,7 @@ pub(crate) async fn publish_loop(broker: Arc<Broker>) {
 
 fn publish_stats(broker: &Broker) {
     let m = &broker.metrics;
-    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed).to_string();
+    let load = |c: &portable_atomic::AtomicU64| c.load(Ordering::Relaxed).to_string();
     let connected = m.clients_connected.load(Ordering::Relaxed);
     let total = broker.sessions.len() as u64;
     let uptime = broker.started.elapsed().as_secs();

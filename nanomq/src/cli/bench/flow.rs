@@ -18,7 +18,9 @@
 //! then reserves in each with a compare-and-swap. When another publisher took the room between
 //! the two, the claim hands back what it reserved and tries again.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
+
+use portable_atomic::AtomicU64;
 use std::time::Duration;
 
 use tokio::sync::Notify;

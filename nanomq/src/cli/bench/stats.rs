@@ -2,7 +2,9 @@
 //! batch, not per message), latency histograms behind a mutex held for one batch of records, the
 //! first failure, and the once-a-second progress line.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
+
+use portable_atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
