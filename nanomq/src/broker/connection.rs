@@ -223,7 +223,6 @@ impl Connection {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let broker = self.broker.clone();
         loop {
             if let Signal::Leave(reason) = self.handle().poll_signal(self.serial, cx.waker()) {
                 return Poll::Ready(match reason {
@@ -235,14 +234,14 @@ impl Connection {
             self.fill(io);
             let mut progressed = false;
             if !io.wbuf.is_empty() {
-                match io.poll_write(cx, &broker) {
+                match io.poll_write(cx, &self.broker) {
                     Poll::Ready(true) => progressed = true,
                     Poll::Ready(false) => return Poll::Ready(Ending::Closed),
                     Poll::Pending => {}
                 }
             }
             if io.wbuf.len() < WRITE_BACKLOG_LIMIT {
-                match io.poll_read(cx, &broker) {
+                match io.poll_read(cx, &self.broker) {
                     Poll::Ready(Ok(n)) if n > 0 => {
                         self.heard_from();
                         if let Err(end) = self.on_bytes(io) {
@@ -379,12 +378,13 @@ impl Connection {
     }
 
     fn on_publish(&mut self, p: Publish, out: &mut BytesMut) -> Result<(), Ending> {
-        let broker = self.broker.clone();
-        let cfg = &broker.config;
-        if p.qos as u8 > cfg.mqtt.max_qos {
+        // Borrowed, not cloned: a clone per message would bounce the broker's reference count
+        // between every core publishing.
+        let mqtt = &self.broker.config.mqtt;
+        if p.qos as u8 > mqtt.max_qos {
             return Err(Ending::Violation(ReasonCode::QOS_NOT_SUPPORTED));
         }
-        if p.retain && !cfg.mqtt.retain_available {
+        if p.retain && !mqtt.retain_available {
             return Err(Ending::Violation(ReasonCode::RETAIN_NOT_SUPPORTED));
         }
         // MQTT-3.3.4-6: subscription identifiers only flow from server to client.
@@ -392,7 +392,8 @@ impl Connection {
             return Err(Ending::Violation(ReasonCode::PROTOCOL_ERROR));
         }
         let topic = self.resolve_topic(&p)?;
-        if validate_topic_name(&topic, cfg.limits.max_topic_levels).is_err() {
+        let limits = &self.broker.config.limits;
+        if validate_topic_name(&topic, limits.max_topic_levels).is_err() {
             return Err(Ending::Violation(ReasonCode::TOPIC_NAME_INVALID));
         }
         self.broker
@@ -402,7 +403,7 @@ impl Connection {
         let route_now = match p.qos {
             QoS::ExactlyOnce => {
                 let mut s = self.handle().state();
-                let receive_max = usize::from(cfg.limits.receive_maximum);
+                let receive_max = usize::from(limits.receive_maximum);
                 if s.inbound_in_flight() >= receive_max && !s.has_inbound_qos2(p.packet_id) {
                     return Err(Ending::Violation(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED));
                 }

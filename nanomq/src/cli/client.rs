@@ -131,16 +131,22 @@ impl Connection {
             if let Some(packet) = decoded {
                 return Ok(packet);
             }
-            let n = self
-                .stream
-                .read_buf(&mut self.read_buf)
-                .await
-                .context("cannot read from broker")?;
-            if n == 0 {
-                bail!("connection closed by broker");
-            }
+            read_more(&mut self.stream, &mut self.read_buf).await?;
         }
     }
+}
+
+/// Waits for more bytes from the broker and appends them to `buf`; a closed connection is an
+/// error. Cancel-safe: nothing is lost if the future is dropped.
+pub(super) async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> anyhow::Result<()> {
+    let n = stream
+        .read_buf(buf)
+        .await
+        .context("cannot read from broker")?;
+    if n == 0 {
+        bail!("connection closed by broker");
+    }
+    Ok(())
 }
 
 /// The CONNECT packet `args` describe. Fails on combinations the broker would refuse anyway,

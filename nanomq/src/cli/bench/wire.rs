@@ -9,7 +9,7 @@
 
 use anyhow::{bail, Context};
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::super::client::describe;
@@ -83,15 +83,7 @@ impl BenchConn {
     /// Waits until the broker sends more bytes and buffers them. A closed connection is an
     /// error. Cancel-safe.
     pub(super) async fn read(&mut self) -> anyhow::Result<()> {
-        let n = self
-            .stream
-            .read_buf(&mut self.read_buf)
-            .await
-            .context("cannot read from broker")?;
-        if n == 0 {
-            bail!("connection closed by broker");
-        }
-        Ok(())
+        crate::cli::client::read_more(&mut self.stream, &mut self.read_buf).await
     }
 
     /// Buffers whatever the broker has sent without waiting; true when something arrived.
@@ -276,6 +268,7 @@ fn read_varint(bytes: &[u8]) -> Option<(usize, usize)> {
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
+    use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
 
     use super::*;
