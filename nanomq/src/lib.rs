@@ -16,6 +16,9 @@
 //! `alloc` is the daemon's global allocator: the system's, with slabs for the small
 //! cache-line-aligned blocks tokio allocates per connection.
 //!
+//! `service` is how the daemon lives under a service manager: logging to stderr or journald,
+//! systemd readiness and watchdog notifications, and the signals that stop or reload it.
+//!
 //! `config` is the TOML schema with defaults and line-numbered errors; `cli` the `nanomq`
 //! command line (`start`, `check-config`, `pub`, `sub`, and the `bench` load generator).
 #![warn(missing_docs, unreachable_pub)]
@@ -26,4 +29,5 @@ pub mod cli;
 pub mod config;
 pub mod mqtt;
 pub mod router;
+pub mod service;
 pub mod session;

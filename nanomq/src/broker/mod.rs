@@ -1,8 +1,8 @@
 //! The broker: accept loops, connection tasks, the client registry and takeover, routing and
 //! graceful shutdown.
 //!
-//! Like mini-redis, the server never binds its own sockets in [`serve`]: the binary calls [`run`],
-//! which binds what the configuration names, while tests hand in listeners bound to port 0.
+//! Like mini-redis, the server never binds its own sockets in [`serve`]: the binary calls [`bind`]
+//! for what the configuration names, while tests hand in listeners bound to port 0.
 //! Shutdown is a future; when it resolves, accept loops stop, every connection is told
 //! (DISCONNECT 0x8B to MQTT 5 clients) and `serve` returns once the last one is gone.
 
@@ -54,11 +54,9 @@ pub enum BrokerError {
     NoListeners,
 }
 
-/// Binds every configured listener and serves until `shutdown` resolves.
-pub async fn run(
-    config: Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), BrokerError> {
+/// Binds every configured listener, so the caller can tell its service manager the broker is
+/// ready before handing them to [`serve`].
+pub async fn bind(config: &Config) -> Result<Vec<(ListenerConfig, TcpListener)>, BrokerError> {
     let mut listeners = Vec::with_capacity(config.listeners.len());
     for l in &config.listeners {
         let listener = TcpListener::bind(l.bind)
@@ -70,7 +68,7 @@ pub async fn run(
             })?;
         listeners.push((l.clone(), listener));
     }
-    serve(config, listeners, shutdown).await
+    Ok(listeners)
 }
 
 /// Serves MQTT on already-bound listeners (each with its configuration) until `shutdown`

@@ -1,17 +1,13 @@
 //! `nanomq start` and `nanomq check-config`: load the config, set up logging and the runtime,
-//! and run the broker until SIGINT or SIGTERM.
+//! run the broker until SIGINT or SIGTERM, and reload the config on SIGHUP.
 
-use std::future::Future;
-use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, Context};
-use tokio::signal::unix::{signal, SignalKind};
-use tracing_subscriber::filter::Targets;
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
+use anyhow::Context;
 
 use super::args::{CheckConfigArgs, StartArgs};
 use crate::config::Config;
+use crate::service::{self, LogControl, ServiceState, Signal, Signals};
 
 /// Runs the broker. A config error is returned before anything starts, so a bad file never
 /// leaves a half-configured broker running.
@@ -20,7 +16,7 @@ pub(super) fn start(args: StartArgs) -> anyhow::Result<()> {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
-    init_logging(&config.log.level)?;
+    let log = service::init_logging(&config.log.level)?;
     match &args.config {
         Some(path) => tracing::info!(path = %path.display(), "config loaded"),
         None => tracing::info!("no config file given: using built-in defaults (tcp 0.0.0.0:1883)"),
@@ -42,8 +38,12 @@ pub(super) fn start(args: StartArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let shutdown = shutdown_signal()?;
-        crate::broker::run(config, shutdown).await?;
+        let signals = Signals::install().context("cannot install signal handlers")?;
+        let listeners = crate::broker::bind(&config).await?;
+        service::notify(ServiceState::Ready);
+        service::start_watchdog();
+        let supervisor = answer_signals(signals, log, args.config, config.clone());
+        crate::broker::serve(config, listeners, supervisor).await?;
         anyhow::Ok(())
     })?;
     tracing::info!("broker stopped");
@@ -57,38 +57,86 @@ pub(super) fn check_config(args: CheckConfigArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Logs to stderr (coloured only on a terminal, so journald and log files get plain text),
-/// filtered by `RUST_LOG` when it is set and not empty (so an operator can turn
-/// on debugging without editing the image's config), else by `log.level`.
-fn init_logging(level: &str) -> anyhow::Result<()> {
-    let filter: Targets = match std::env::var("RUST_LOG") {
-        Ok(directives) if !directives.is_empty() => directives
-            .parse()
-            .with_context(|| format!("RUST_LOG={directives:?} is not a valid log filter"))?,
-        _ => level
-            .parse()
-            .context("log.level is not a valid log filter")?,
-    };
-    let output = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    tracing_subscriber::registry()
-        .with(output)
-        .with(filter)
-        .try_init()
-        .map_err(|e| anyhow!("cannot set up logging: {e}"))
+/// Answers signals until one asks for shutdown: SIGHUP reloads the config file, with the service
+/// manager told RELOADING=1 before and READY=1 after; SIGTERM or SIGINT ends it (STOPPING=1).
+async fn answer_signals(
+    mut signals: Signals,
+    log: LogControl,
+    path: Option<PathBuf>,
+    mut running: Config,
+) {
+    loop {
+        match signals.next().await {
+            Signal::Shutdown(name) => {
+                tracing::info!("received {name}: shutting down");
+                service::notify(ServiceState::Stopping);
+                return;
+            }
+            Signal::Reload => {
+                service::notify(ServiceState::Reloading);
+                reload(path.as_deref(), &log, &mut running);
+                service::notify(ServiceState::Ready);
+            }
+        }
+    }
 }
 
-/// A future that resolves on the first SIGINT or SIGTERM. The handlers are installed now, before
-/// the broker starts, so a signal arriving during startup is not lost.
-fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    Ok(async move {
-        let name = tokio::select! {
-            _ = interrupt.recv() => "SIGINT",
-            _ = terminate.recv() => "SIGTERM",
-        };
-        tracing::info!("received {name}: shutting down");
-    })
+/// Reads the config file again. A file that does not load is refused as a whole and the running
+/// config stays. What can change live (the log level) is applied; other changed sections are
+/// named as waiting for a restart, and stay pending (named again on the next reload).
+fn reload(path: Option<&Path>, log: &LogControl, running: &mut Config) {
+    let Some(path) = path else {
+        tracing::info!("received SIGHUP: running on built-in defaults, no config file to reload");
+        return;
+    };
+    let new = match Config::load(path) {
+        Ok(config) => config,
+        Err(e) => {
+            tracing::error!("config reload refused, the running config stays: {e}");
+            return;
+        }
+    };
+    if new.log.level != running.log.level {
+        match log.set_level(&new.log.level) {
+            Ok(true) => tracing::info!(level = %new.log.level, "log level changed"),
+            Ok(false) => tracing::info!("log.level changed, but RUST_LOG overrides it"),
+            Err(e) => {
+                tracing::error!("config reload refused, the running config stays: {e}");
+                return;
+            }
+        }
+        running.log.level = new.log.level.clone();
+    }
+    let pending = sections_needing_restart(running, &new);
+    if pending.is_empty() {
+        tracing::info!(path = %path.display(), "config reloaded");
+    } else {
+        tracing::warn!(
+            path = %path.display(),
+            "config reloaded; changes to {} take effect after a restart",
+            pending.join(", ")
+        );
+    }
+}
+
+/// The sections of `new` that differ from the running config and cannot change live.
+fn sections_needing_restart(running: &Config, new: &Config) -> Vec<&'static str> {
+    let Config {
+        log: _,
+        runtime,
+        listeners,
+        limits,
+        mqtt,
+        sys,
+    } = new;
+    [
+        ("[runtime]", *runtime != running.runtime),
+        ("[[listeners]]", *listeners != running.listeners),
+        ("[limits]", *limits != running.limits),
+        ("[mqtt]", *mqtt != running.mqtt),
+        ("[sys]", *sys != running.sys),
+    ]
+    .into_iter()
+    .filter_map(|(name, changed)| changed.then_some(name))
+    .collect()
 }

@@ -1,0 +1,112 @@
+//! Where log lines go and which ones: stderr, or journald when systemd connected stderr to the
+//! journal; filtered by `RUST_LOG` or else `log.level`, which a reload can change.
+
+use std::io::IsTerminal;
+
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{reload, Registry};
+
+/// Why logging could not be set up or changed.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// A filter that `tracing` cannot parse, with where it came from.
+    #[error("{origin} = {directives:?} is not a valid log filter: {error}")]
+    Filter {
+        /// `RUST_LOG` or `log.level`.
+        origin: &'static str,
+        /// The text as given.
+        directives: String,
+        /// The parser's reason.
+        error: tracing_subscriber::filter::ParseError,
+    },
+    /// A global subscriber was already installed (only in tests).
+    #[error("cannot set up logging: {0}")]
+    Install(String),
+    /// The filter could not be swapped (the subscriber is gone).
+    #[error("cannot change the log filter: {0}")]
+    Reload(#[from] reload::Error),
+}
+
+/// Changes the log filter of the running process.
+pub struct LogControl {
+    filter: reload::Handle<Targets, Registry>,
+    /// `RUST_LOG` was set: an operator's override wins over the config file, also on reload.
+    overridden: bool,
+}
+
+impl LogControl {
+    /// Applies a new `log.level`, unless `RUST_LOG` overrides it. Returns whether the filter
+    /// changed.
+    pub fn set_level(&self, level: &str) -> Result<bool, LogError> {
+        if self.overridden {
+            return Ok(false);
+        }
+        let targets = parse(level, "log.level")?;
+        self.filter.reload(targets)?;
+        Ok(true)
+    }
+}
+
+/// Installs the process-wide logger: plain lines on stderr (coloured only on a terminal), or
+/// structured journald entries when stderr is the journal (cargo feature `systemd`). The filter
+/// is `RUST_LOG` when set and not empty, so an operator can turn on debugging without editing
+/// the image's config, else `level`.
+pub fn init_logging(level: &str) -> Result<LogControl, LogError> {
+    let (targets, overridden) = match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.is_empty() => (parse(&directives, "RUST_LOG")?, true),
+        _ => (parse(level, "log.level")?, false),
+    };
+    let (filter, handle) = reload::Layer::new(targets);
+    let journal = journal_layer();
+    let stderr = journal.is_none().then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+    });
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(journal)
+        .with(stderr)
+        .try_init()
+        .map_err(|e| LogError::Install(e.to_string()))?;
+    Ok(LogControl {
+        filter: handle,
+        overridden,
+    })
+}
+
+fn parse(directives: &str, origin: &'static str) -> Result<Targets, LogError> {
+    directives.parse().map_err(|error| LogError::Filter {
+        origin,
+        directives: directives.to_owned(),
+        error,
+    })
+}
+
+/// The journald layer when systemd connected stderr to the journal: `JOURNAL_STREAM` names the
+/// stream's `device:inode`, which must be stderr's own (a child process may inherit the
+/// variable with stderr redirected elsewhere).
+#[cfg(feature = "systemd")]
+fn journal_layer() -> Option<tracing_journald::Layer> {
+    use std::os::fd::AsFd;
+
+    let stream = std::env::var("JOURNAL_STREAM").ok()?;
+    let stat = nix::sys::stat::fstat(std::io::stderr().as_fd()).ok()?;
+    #[allow(clippy::useless_conversion)] // dev_t and ino_t differ in width between targets
+    let ours = format!("{}:{}", u64::from(stat.st_dev), u64::from(stat.st_ino));
+    if stream != ours {
+        return None;
+    }
+    // Without the journal's socket (a container, a test) stderr still reaches the journal.
+    // No field prefix: `client_id` becomes CLIENT_ID, as `journalctl -o json` users expect.
+    tracing_journald::layer()
+        .ok()
+        .map(|layer| layer.with_field_prefix(None))
+}
+
+#[cfg(not(feature = "systemd"))]
+fn journal_layer() -> Option<tracing_subscriber::layer::Identity> {
+    None
+}
