@@ -11,10 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use super::connection::Connection;
 use super::io::Io;
 use super::registry::{finish_session, Claim, SessionRef};
+use super::transport::Upgrade;
 use super::Broker;
 use crate::mqtt::{
     decode, encode, ConnAck, Connect, DecodeError, Packet, Properties, ProtocolVersion, ReasonCode,
@@ -22,28 +25,50 @@ use crate::mqtt::{
 use crate::router::validate_topic_name;
 use crate::session::{ConnectionParams, Session};
 
-/// Waits for CONNECT (bounded by the CONNECT timeout), accepts or refuses it, and returns the
-/// connection attached to its session with CONNACK already in the write buffer.
-pub(crate) async fn handshake<S>(
+/// Runs the transport's handshake and waits for CONNECT, both within the CONNECT timeout;
+/// accepts or refuses it, and returns the connection attached to its session with CONNACK
+/// already in the write buffer.
+pub(crate) async fn handshake<U: Upgrade>(
     broker: Arc<Broker>,
-    mut io: Io<S>,
+    tcp: TcpStream,
+    upgrade: U,
     peer: SocketAddr,
-) -> Option<(Connection, Io<S>)>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let conn = negotiate(&broker, &mut io, peer).await?;
+) -> Option<(Connection, Io<U::Stream>)> {
+    let timeout = Duration::from_secs(broker.config.limits.connect_timeout_secs);
+    let deadline = Instant::now() + timeout;
+    let mut stop = broker.stop.clone();
+    let upgraded = tokio::select! {
+        r = tokio::time::timeout_at(deadline, upgrade.upgrade(tcp)) => r,
+        _ = stop.wait_for(|s| *s) => return None,
+    };
+    let stream = match upgraded {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, "transport handshake failed: {e}");
+            return None;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "transport handshake not done within {timeout:?}: closing");
+            return None;
+        }
+    };
+    let mut io = Io::new(stream);
+    let conn = negotiate(&broker, &mut io, peer, deadline).await?;
     Some((conn, io))
 }
 
-async fn negotiate<S>(broker: &Arc<Broker>, io: &mut Io<S>, peer: SocketAddr) -> Option<Connection>
+async fn negotiate<S>(
+    broker: &Arc<Broker>,
+    io: &mut Io<S>,
+    peer: SocketAddr,
+    deadline: Instant,
+) -> Option<Connection>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let timeout = Duration::from_secs(broker.config.limits.connect_timeout_secs);
     let mut stop = broker.stop.clone();
     let read = tokio::select! {
-        r = tokio::time::timeout(timeout, read_connect(broker, io)) => r,
+        r = tokio::time::timeout_at(deadline, read_connect(broker, io)) => r,
         _ = stop.wait_for(|s| *s) => return None,
     };
     let connect = match read {
@@ -57,7 +82,7 @@ where
             return None;
         }
         Err(_) => {
-            tracing::debug!(%peer, "no CONNECT within {timeout:?}: closing");
+            tracing::debug!(%peer, "no CONNECT within the CONNECT timeout: closing");
             return None;
         }
     };

@@ -18,11 +18,13 @@ use std::task::{ready, Context, Poll};
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::io::Io;
 use super::publish::{message, route};
 use super::registry::{arm_timers, finish_session, LinkSerial, SessionHandle, SessionRef, Signal};
+use super::transport::Upgrade;
 use super::Broker;
 use super::{connect, keepalive};
 use crate::mqtt::{
@@ -35,20 +37,20 @@ const WRITE_BUDGET: usize = 64 * 1024;
 /// Stop reading from a client that leaves this much of our output unread.
 const WRITE_BACKLOG_LIMIT: usize = 4 * WRITE_BUDGET;
 
-/// Serves one accepted connection from its first byte to its end; `guard` is dropped when the
-/// connection is over.
-pub(crate) fn serve<S, G>(
+/// Serves one accepted connection from its first byte to its end: the transport's own
+/// handshake (`upgrade`), CONNECT, then packets. `guard` is dropped when the connection is over.
+pub(crate) fn serve<U, G>(
     broker: Arc<Broker>,
-    stream: S,
+    tcp: TcpStream,
     peer: SocketAddr,
     guard: G,
-) -> ConnectionTask<S, G>
+    upgrade: U,
+) -> ConnectionTask<U::Stream, G>
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    U: Upgrade,
 {
-    let io = Io::new(stream);
     ConnectionTask {
-        phase: Phase::Handshake(Box::pin(connect::handshake(broker, io, peer))),
+        phase: Phase::Handshake(Box::pin(connect::handshake(broker, tcp, upgrade, peer))),
         _guard: guard,
     }
 }
@@ -233,7 +235,7 @@ impl Connection {
             }
             self.fill(io);
             let mut progressed = false;
-            if !io.wbuf.is_empty() {
+            if io.wants_write() {
                 match io.poll_write(cx, &self.broker) {
                     Poll::Ready(true) => progressed = true,
                     Poll::Ready(false) => return Poll::Ready(Ending::Closed),

@@ -28,6 +28,9 @@ pub(crate) struct Io<S> {
     stream: S,
     pub(crate) rbuf: BytesMut,
     pub(crate) wbuf: BytesMut,
+    /// Bytes were written since the last flush. TLS and WebSocket streams may hold written
+    /// bytes back until flushed; TCP's flush does nothing.
+    unflushed: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
@@ -37,6 +40,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
             stream,
             rbuf: BytesMut::new(),
             wbuf: BytesMut::new(),
+            unflushed: false,
         }
     }
 
@@ -75,19 +79,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
         Poll::Ready(Ok(n))
     }
 
-    /// Writes as much of `wbuf` as the socket takes. `Ready(false)` means the socket failed.
+    /// Whether [`Io::poll_write`] has anything to do: bytes to write or to flush.
+    pub(crate) fn wants_write(&self) -> bool {
+        !self.wbuf.is_empty() || self.unflushed
+    }
+
+    /// Writes as much of `wbuf` as the socket takes, and flushes the stream once `wbuf` is
+    /// empty. `Ready(false)` means the socket failed.
     pub(crate) fn poll_write(&mut self, cx: &mut Context<'_>, broker: &Broker) -> Poll<bool> {
-        match ready!(Pin::new(&mut self.stream).poll_write(cx, &self.wbuf)) {
-            Ok(n) if n > 0 => {
-                self.wbuf.advance(n);
-                broker
-                    .metrics
-                    .bytes_sent
-                    .fetch_add(n as u64, Ordering::Relaxed);
-                Poll::Ready(true)
+        if !self.wbuf.is_empty() {
+            match ready!(Pin::new(&mut self.stream).poll_write(cx, &self.wbuf)) {
+                Ok(n) if n > 0 => {
+                    self.wbuf.advance(n);
+                    self.unflushed = true;
+                    broker
+                        .metrics
+                        .bytes_sent
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                    if !self.wbuf.is_empty() {
+                        return Poll::Ready(true);
+                    }
+                }
+                _ => return Poll::Ready(false),
             }
-            _ => Poll::Ready(false),
         }
+        if self.unflushed {
+            if ready!(Pin::new(&mut self.stream).poll_flush(cx)).is_err() {
+                return Poll::Ready(false);
+            }
+            self.unflushed = false;
+        }
+        Poll::Ready(true)
     }
 
     /// Gives back buffers that hold nothing; the payloads already handed on keep their bytes.
@@ -102,20 +124,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
         }
     }
 
-    /// Writes out everything buffered, bounded in time: used for goodbyes, not the hot path.
+    /// Writes out everything buffered and closes the stream (TLS close_notify, WebSocket Close,
+    /// TCP FIN), bounded in time: used for goodbyes, not the hot path.
     pub(crate) async fn flush(&mut self, broker: &Broker) {
-        let n = self.wbuf.len();
-        if n == 0 {
-            return;
-        }
-        let done = tokio::time::timeout(GOODBYE_TIMEOUT, self.stream.write_all(&self.wbuf)).await;
-        if matches!(done, Ok(Ok(()))) {
+        let goodbye = async {
+            self.stream.write_all(&self.wbuf).await?;
+            self.stream.flush().await?;
             broker
                 .metrics
                 .bytes_sent
-                .fetch_add(n as u64, Ordering::Relaxed);
-        }
+                .fetch_add(self.wbuf.len() as u64, Ordering::Relaxed);
+            self.stream.shutdown().await
+        };
+        let _ = tokio::time::timeout(GOODBYE_TIMEOUT, goodbye).await;
         self.wbuf = BytesMut::new();
-        let _ = self.stream.shutdown().await;
     }
 }

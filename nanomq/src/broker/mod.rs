@@ -2,7 +2,7 @@
 //! graceful shutdown.
 //!
 //! Like mini-redis, the server never binds its own sockets in [`serve`]: the binary calls [`bind`]
-//! for what the configuration names, while tests hand in listeners bound to port 0.
+//! for what the configuration names (tests name port 0) and hands the listeners over.
 //! Shutdown is a future; when it resolves, accept loops stop, every connection is told
 //! (DISCONNECT 0x8B to MQTT 5 clients) and `serve` returns once the last one is gone.
 
@@ -10,28 +10,32 @@ mod connect;
 mod connection;
 mod io;
 mod keepalive;
+mod listener;
 mod metrics;
 mod publish;
 mod registry;
 mod subscribe;
 mod sys;
+mod transport;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::config::{Config, ListenerConfig, QueueFullPolicy};
+use crate::config::{Config, QueueFullPolicy};
 use crate::router::{RetainedStore, SubscriptionTree};
 use crate::session::{FullPolicy, Message, SessionLimits};
 
+pub use listener::{bind, CertificateReloader, Listener};
 pub use metrics::Metrics;
 use registry::{SessionRef, SessionRegistry};
+#[cfg(feature = "tls")]
+pub use transport::TlsError;
+pub use transport::TransportError;
 
 /// How long shutdown waits for connections to say goodbye before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -49,33 +53,25 @@ pub enum BrokerError {
         /// The operating system's reason.
         source: std::io::Error,
     },
+    /// A listener's transport (its certificates) could not be set up.
+    #[error("{kind} listener on {addr}: {source}")]
+    Transport {
+        /// Listener kind from the configuration.
+        kind: &'static str,
+        /// Address from the configuration.
+        addr: SocketAddr,
+        /// What is wrong.
+        source: TransportError,
+    },
     /// The configuration names no listener.
     #[error("no listeners configured")]
     NoListeners,
 }
 
-/// Binds every configured listener, so the caller can tell its service manager the broker is
-/// ready before handing them to [`serve`].
-pub async fn bind(config: &Config) -> Result<Vec<(ListenerConfig, TcpListener)>, BrokerError> {
-    let mut listeners = Vec::with_capacity(config.listeners.len());
-    for l in &config.listeners {
-        let listener = TcpListener::bind(l.bind)
-            .await
-            .map_err(|source| BrokerError::Bind {
-                kind: "tcp",
-                addr: l.bind,
-                source,
-            })?;
-        listeners.push((l.clone(), listener));
-    }
-    Ok(listeners)
-}
-
-/// Serves MQTT on already-bound listeners (each with its configuration) until `shutdown`
-/// resolves, then shuts down gracefully.
+/// Serves MQTT on bound listeners until `shutdown` resolves, then shuts down gracefully.
 pub async fn serve(
     config: Config,
-    listeners: Vec<(ListenerConfig, TcpListener)>,
+    listeners: Vec<Listener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), BrokerError> {
     if listeners.is_empty() {
@@ -86,10 +82,13 @@ pub async fn serve(
     // Every connection task holds a clone; `recv` returns None once the last one is dropped.
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
 
-    for (cfg, listener) in listeners {
-        let addr = listener.local_addr().unwrap_or(cfg.bind);
-        tracing::info!("listening on tcp {addr}");
-        tokio::spawn(accept_loop(broker.clone(), cfg, listener, alive_tx.clone()));
+    for listener in listeners {
+        tracing::info!(
+            "listening on {} {}",
+            listener.kind().name(),
+            listener.local_addr()
+        );
+        tokio::spawn(listener.accept_loop(broker.clone(), alive_tx.clone()));
     }
     tokio::spawn(sys::publish_loop(broker.clone()));
     tokio::spawn(keepalive::sweep_loop(broker.clone()));
@@ -109,65 +108,6 @@ pub async fn serve(
         tracing::warn!("some connections did not close within {SHUTDOWN_GRACE:?}");
     }
     Ok(())
-}
-
-/// Accepts connections on one listener until shutdown; each connection gets its own task.
-async fn accept_loop(
-    broker: Arc<Broker>,
-    cfg: ListenerConfig,
-    listener: TcpListener,
-    alive: mpsc::Sender<()>,
-) {
-    let mut stop = broker.stop.clone();
-    let open = Arc::new(AtomicUsize::new(0));
-    loop {
-        let accepted = tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            r = listener.accept() => r,
-        };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!("accept failed on {}: {e}", cfg.bind);
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let per_listener = open.fetch_add(1, Ordering::Relaxed) + 1;
-        let guard = ConnectionSlot {
-            broker: broker.clone(),
-            listener: open.clone(),
-            _alive: alive.clone(),
-        };
-        let total = broker.metrics.sockets_open.fetch_add(1, Ordering::Relaxed) + 1;
-        if (cfg.max_connections > 0 && per_listener > cfg.max_connections)
-            || total > broker.config.limits.max_connections
-        {
-            tracing::warn!(%peer, "connection refused: connection limit reached");
-            continue;
-        }
-        let _ = stream.set_nodelay(true);
-        tokio::spawn(connection::serve(broker.clone(), stream, peer, guard));
-    }
-}
-
-/// Releases a connection's place in the listener's and the broker's connection counts.
-struct ConnectionSlot {
-    broker: Arc<Broker>,
-    listener: Arc<AtomicUsize>,
-    /// Shutdown waits until every connection has dropped its clone.
-    _alive: mpsc::Sender<()>,
-}
-
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        self.listener.fetch_sub(1, Ordering::Relaxed);
-        self.broker
-            .metrics
-            .sockets_open
-            .fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 /// State shared by every task of one broker.

@@ -1,11 +1,12 @@
 //! `nanomq start` and `nanomq check-config`: load the config, set up logging and the runtime,
 //! run the broker until SIGINT or SIGTERM, and reload the config on SIGHUP.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 
 use super::args::{CheckConfigArgs, StartArgs};
+use crate::broker::{CertificateReloader, Listener};
 use crate::config::Config;
 use crate::service::{self, LogControl, ServiceState, Signal, Signals};
 
@@ -42,7 +43,13 @@ pub(super) fn start(args: StartArgs) -> anyhow::Result<()> {
         let listeners = crate::broker::bind(&config).await?;
         service::notify(ServiceState::Ready);
         service::start_watchdog();
-        let supervisor = answer_signals(signals, log, args.config, config.clone());
+        let reload = Reload {
+            path: args.config,
+            log,
+            certificates: listeners.iter().map(Listener::reloader).collect(),
+            running: config.clone(),
+        };
+        let supervisor = answer_signals(signals, reload);
         crate::broker::serve(config, listeners, supervisor).await?;
         anyhow::Ok(())
     })?;
@@ -59,12 +66,7 @@ pub(super) fn check_config(args: CheckConfigArgs) -> anyhow::Result<()> {
 
 /// Answers signals until one asks for shutdown: SIGHUP reloads the config file, with the service
 /// manager told RELOADING=1 before and READY=1 after; SIGTERM or SIGINT ends it (STOPPING=1).
-async fn answer_signals(
-    mut signals: Signals,
-    log: LogControl,
-    path: Option<PathBuf>,
-    mut running: Config,
-) {
+async fn answer_signals(mut signals: Signals, mut reload: Reload) {
     loop {
         match signals.next().await {
             Signal::Shutdown(name) => {
@@ -74,48 +76,71 @@ async fn answer_signals(
             }
             Signal::Reload => {
                 service::notify(ServiceState::Reloading);
-                reload(path.as_deref(), &log, &mut running);
+                reload.run();
                 service::notify(ServiceState::Ready);
             }
         }
     }
 }
 
-/// Reads the config file again. A file that does not load is refused as a whole and the running
-/// config stays. What can change live (the log level) is applied; other changed sections are
-/// named as waiting for a restart, and stay pending (named again on the next reload).
-fn reload(path: Option<&Path>, log: &LogControl, running: &mut Config) {
-    let Some(path) = path else {
-        tracing::info!("received SIGHUP: running on built-in defaults, no config file to reload");
-        return;
-    };
-    let new = match Config::load(path) {
-        Ok(config) => config,
-        Err(e) => {
-            tracing::error!("config reload refused, the running config stays: {e}");
+/// What SIGHUP reloads: the config file and the listeners' certificates.
+struct Reload {
+    path: Option<PathBuf>,
+    log: LogControl,
+    certificates: Vec<CertificateReloader>,
+    /// The config as the broker runs it.
+    running: Config,
+}
+
+impl Reload {
+    /// Reads the config file again. A file that does not load is refused as a whole and the
+    /// running config stays. What can change live is applied: the log level, and the TLS
+    /// certificates (read again from the files the listeners were started with). Other changed
+    /// sections are named as waiting for a restart, and stay pending (named again on the next
+    /// reload).
+    fn run(&mut self) {
+        let Some(path) = &self.path else {
+            tracing::info!("received SIGHUP: running on built-in defaults, nothing to reload");
             return;
-        }
-    };
-    if new.log.level != running.log.level {
-        match log.set_level(&new.log.level) {
-            Ok(true) => tracing::info!(level = %new.log.level, "log level changed"),
-            Ok(false) => tracing::info!("log.level changed, but RUST_LOG overrides it"),
+        };
+        let new = match Config::load(path) {
+            Ok(config) => config,
             Err(e) => {
                 tracing::error!("config reload refused, the running config stays: {e}");
                 return;
             }
+        };
+        if new.log.level != self.running.log.level {
+            match self.log.set_level(&new.log.level) {
+                Ok(true) => tracing::info!(level = %new.log.level, "log level changed"),
+                Ok(false) => tracing::info!("log.level changed, but RUST_LOG overrides it"),
+                Err(e) => {
+                    tracing::error!("config reload refused, the running config stays: {e}");
+                    return;
+                }
+            }
+            self.running.log.level = new.log.level.clone();
         }
-        running.log.level = new.log.level.clone();
-    }
-    let pending = sections_needing_restart(running, &new);
-    if pending.is_empty() {
-        tracing::info!(path = %path.display(), "config reloaded");
-    } else {
-        tracing::warn!(
-            path = %path.display(),
-            "config reloaded; changes to {} take effect after a restart",
-            pending.join(", ")
-        );
+        for listener in &self.certificates {
+            match listener.reload() {
+                Ok(true) => tracing::info!(listener = listener.name(), "certificates reloaded"),
+                Ok(false) => {}
+                Err(e) => tracing::error!(
+                    listener = listener.name(),
+                    "certificate reload failed, the certificates in use stay: {e}"
+                ),
+            }
+        }
+        let pending = sections_needing_restart(&self.running, &new);
+        if pending.is_empty() {
+            tracing::info!(path = %path.display(), "config reloaded");
+        } else {
+            tracing::warn!(
+                path = %path.display(),
+                "config reloaded; changes to {} take effect after a restart",
+                pending.join(", ")
+            );
+        }
     }
 }
 

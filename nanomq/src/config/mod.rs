@@ -15,6 +15,7 @@ mod validate;
 mod tests;
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -80,14 +81,42 @@ pub struct RuntimeConfig {
     pub worker_threads: usize,
 }
 
-/// The transport of a listener. Only plain TCP exists today; TLS and WebSocket come later, and
-/// an enum (rather than a string) makes a config naming them fail loudly until then.
+/// The transport of a listener. Kinds this build was compiled without (cargo features `tls`,
+/// `websocket`) are refused by validation with the feature's name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ListenerKind {
-    /// MQTT over plain TCP.
+    /// MQTT over plain TCP (usually port 1883).
     #[default]
     Tcp,
+    /// MQTT over TLS (usually port 8883).
+    Tls,
+    /// MQTT over WebSocket (usually port 8083, path `/mqtt`).
+    Ws,
+    /// MQTT over WebSocket over TLS (usually port 8084).
+    Wss,
+}
+
+impl ListenerKind {
+    /// The name used in the config and in log lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            ListenerKind::Tcp => "tcp",
+            ListenerKind::Tls => "tls",
+            ListenerKind::Ws => "ws",
+            ListenerKind::Wss => "wss",
+        }
+    }
+
+    /// Whether the transport starts with a TLS handshake.
+    pub fn is_tls(self) -> bool {
+        matches!(self, ListenerKind::Tls | ListenerKind::Wss)
+    }
+
+    /// Whether MQTT travels in WebSocket frames.
+    pub fn is_websocket(self) -> bool {
+        matches!(self, ListenerKind::Ws | ListenerKind::Wss)
+    }
 }
 
 /// One `[[listeners]]` entry: a socket clients connect to.
@@ -101,6 +130,11 @@ pub struct ListenerConfig {
     pub bind: SocketAddr,
     /// Connections accepted on this listener at once; 0 means only the broker-wide limit applies.
     pub max_connections: usize,
+    /// HTTP path of the WebSocket endpoint (`ws` and `wss` only); other paths get 404.
+    pub path: String,
+    /// `[listeners.tls]`: certificates for `tls` and `wss` listeners (required there, refused
+    /// elsewhere).
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ListenerConfig {
@@ -109,8 +143,47 @@ impl Default for ListenerConfig {
             kind: ListenerKind::Tcp,
             bind: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 1883)),
             max_connections: 0,
+            path: "/mqtt".to_owned(),
+            tls: None,
         }
     }
+}
+
+/// Whether a TLS listener asks clients for a certificate (mutual TLS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientCertificates {
+    /// Do not ask for one.
+    #[default]
+    None,
+    /// Ask; a client without one still connects, one with a certificate the CA bundle does not
+    /// vouch for is refused.
+    Optional,
+    /// Refuse clients without a certificate the CA bundle vouches for.
+    Required,
+}
+
+/// `[listeners.tls]`: the server's identity and what it asks of clients. The files are read at
+/// start and again on every reload (SIGHUP), so renewed certificates take effect without a
+/// restart; connections already open keep the old ones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file with the server certificate first, then any intermediates.
+    pub cert: PathBuf,
+    /// PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// PEM bundle of the CAs that issue client certificates; needed when `verify` is not
+    /// `none`.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// Client certificates: `none`, `optional` or `required`.
+    #[serde(default)]
+    pub verify: ClientCertificates,
+    /// ALPN protocols offered; a client that offers ALPN must offer one of them. Absent means
+    /// `["mqtt"]` for `tls` listeners and `["http/1.1"]` for `wss` ones; empty turns ALPN off.
+    #[serde(default)]
+    pub alpn: Option<Vec<String>>,
 }
 
 /// What happens when a session's queue of undelivered messages is full. QoS 0 messages are

@@ -85,7 +85,7 @@ fn example_file_documents_every_key() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 26);
+    assert_eq!(checked, 27);
 }
 
 #[test]
@@ -142,12 +142,13 @@ interval_secs = 0
             ListenerConfig {
                 kind: ListenerKind::Tcp,
                 bind: "127.0.0.1:0".parse().unwrap(),
-                max_connections: 0,
+                ..ListenerConfig::default()
             },
             ListenerConfig {
                 kind: ListenerKind::Tcp,
                 bind: "[::1]:8883".parse().unwrap(),
                 max_connections: 10,
+                ..ListenerConfig::default()
             },
         ],
         limits: LimitsConfig {
@@ -221,9 +222,9 @@ fn wrong_type_names_the_line() {
     let (at, msg) = error("[[listeners]]\nbind = \"localhost\"\n");
     assert_eq!(line(at), 2);
     assert!(msg.contains("address"), "{msg}");
-    let (at, msg) = error("[[listeners]]\nkind = \"tls\"\n");
+    let (at, msg) = error("[[listeners]]\nkind = \"quic\"\n");
     assert_eq!(line(at), 2);
-    assert!(msg.contains("unknown variant `tls`"), "{msg}");
+    assert!(msg.contains("unknown variant `quic`"), "{msg}");
     let (at, msg) = error("\n\n[limits]\nqueue_full_policy = \"block\"\n");
     assert_eq!(line(at), 4);
     assert!(msg.contains("drop-oldest"), "{msg}");
@@ -386,4 +387,55 @@ fn load_reads_a_real_file() {
 fn serialized_defaults_parse_back() {
     let text = toml::to_string(&Config::default()).unwrap();
     assert_eq!(parse(&text).unwrap(), Config::default());
+}
+
+#[test]
+fn transport_settings_must_fit_the_kind() {
+    let tls = "[listeners.tls]\ncert = \"s.crt\"\nkey = \"s.key\"\n";
+    let (_, msg) = error("[[listeners]]\nkind = \"tls\"\nbind = \"127.0.0.1:0\"\n");
+    assert!(
+        msg.contains("listeners[0].tls") && msg.contains("cert and key"),
+        "{msg}"
+    );
+    let (_, msg) = error(&format!("[[listeners]]\nkind = \"tcp\"\n{tls}"));
+    assert!(msg.contains("do not use TLS"), "{msg}");
+    let (_, msg) = error(&format!(
+        "[[listeners]]\nkind = \"tls\"\n{tls}verify = \"required\"\n"
+    ));
+    assert!(msg.contains("listeners[0].tls.ca"), "{msg}");
+    let (_, msg) = error("[[listeners]]\nkind = \"ws\"\npath = \"mqtt\"\n");
+    assert!(msg.contains("listeners[0].path"), "{msg}");
+    let (at, msg) = error(&format!(
+        "[[listeners]]\nkind = \"wss\"\n{tls}verify = \"sometimes\"\n"
+    ));
+    assert_eq!(line(at), 6);
+    assert!(msg.contains("unknown variant `sometimes`"), "{msg}");
+
+    let config = parse(&format!(
+        "[[listeners]]\nkind = \"wss\"\nbind = \"127.0.0.1:0\"\npath = \"/ws\"\n{tls}\
+         verify = \"optional\"\nca = \"ca.crt\"\nalpn = []\n"
+    ))
+    .unwrap();
+    let l = &config.listeners[0];
+    assert_eq!((l.kind, l.path.as_str()), (ListenerKind::Wss, "/ws"));
+    let t = l.tls.as_ref().unwrap();
+    assert_eq!(t.verify, ClientCertificates::Optional);
+    assert_eq!(t.ca.as_deref(), Some(std::path::Path::new("ca.crt")));
+    assert_eq!(t.alpn, Some(vec![]));
+}
+
+/// A build without a transport's feature refuses its listeners by naming the feature.
+#[test]
+fn kinds_left_out_of_the_build_name_their_feature() {
+    let tls = "[listeners.tls]\ncert = \"s.crt\"\nkey = \"s.key\"\n";
+    let tls_listener = parse(&format!("[[listeners]]\nkind = \"tls\"\n{tls}"));
+    assert_eq!(tls_listener.is_ok(), cfg!(feature = "tls"));
+    if let Err(e) = tls_listener {
+        assert!(e.to_string().contains("`tls` cargo feature"), "{e}");
+    }
+    let ws_listener = parse("[[listeners]]\nkind = \"ws\"\n");
+    assert_eq!(ws_listener.is_ok(), cfg!(feature = "websocket"));
+    if let Err(e) = ws_listener {
+        assert!(e.to_string().contains("`websocket` cargo feature"), "{e}");
+    }
 }

@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 
-use super::Config;
+use super::{ClientCertificates, Config, ListenerConfig};
 
 /// Smallest useful maximum packet size: a CONNECT with a short client id fits.
 pub const MIN_PACKET_SIZE: u32 = 16;
@@ -112,6 +112,12 @@ impl Config {
             });
         }
         for (i, listener) in self.listeners.iter().enumerate() {
+            validate_transport(listener).map_err(|(key, message)| InvalidValue {
+                table: "listeners",
+                index: Some(i),
+                key,
+                message,
+            })?;
             let earlier = self.listeners[..i]
                 .iter()
                 .position(|other| binds_overlap(other.bind, listener.bind));
@@ -128,6 +134,40 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+/// The transport settings fit the kind, and the kind is compiled in.
+fn validate_transport(l: &ListenerConfig) -> Result<(), (&'static str, String)> {
+    let kind = l.kind.name();
+    let missing = |feature: &str| {
+        format!(
+            "\"{kind}\" listeners need the `{feature}` cargo feature, which this build leaves out"
+        )
+    };
+    if l.kind.is_tls() && !cfg!(feature = "tls") {
+        return Err(("kind", missing("tls")));
+    }
+    if l.kind.is_websocket() && !cfg!(feature = "websocket") {
+        return Err(("kind", missing("websocket")));
+    }
+    if l.kind.is_websocket() && !l.path.starts_with('/') {
+        return Err(("path", format!("{:?} must start with \"/\"", l.path)));
+    }
+    match (&l.tls, l.kind.is_tls()) {
+        (None, true) => Err((
+            "tls",
+            format!("\"{kind}\" listeners need a [listeners.tls] table with cert and key"),
+        )),
+        (Some(_), false) => Err((
+            "tls",
+            format!("\"{kind}\" listeners do not use TLS: use kind = \"tls\" or \"wss\""),
+        )),
+        (Some(tls), true) if tls.verify != ClientCertificates::None && tls.ca.is_none() => Err((
+            "tls.ca",
+            "is needed to verify client certificates (tls.verify is not \"none\")".to_owned(),
+        )),
+        _ => Ok(()),
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::config::Config;
@@ -22,12 +22,12 @@ use crate::mqtt::{
 const RECV_LIMIT: Duration = Duration::from_secs(60);
 
 /// Starts a broker on 127.0.0.1:0; it stops when the returned sender is dropped.
-async fn start(config: Config) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+async fn start(mut config: Config) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    config.listeners[0].bind = "127.0.0.1:0".parse().unwrap();
+    let listeners = super::bind(&config).await.unwrap();
+    let addr = listeners[0].local_addr();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let lc = config.listeners[0].clone();
-    tokio::spawn(super::serve(config, vec![(lc, listener)], async move {
+    tokio::spawn(super::serve(config, listeners, async move {
         let _ = rx.await;
     }));
     (addr, tx)

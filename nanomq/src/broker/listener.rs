@@ -1,0 +1,146 @@
+//! Listeners: a bound socket, its transport, and the loop that accepts connections on it
+//! within the listener's and the broker's connection limits.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use super::transport::{Transport, TransportError};
+use super::{Broker, BrokerError};
+use crate::config::{Config, ListenerConfig, ListenerKind};
+
+/// A bound listener, ready for [`super::serve`].
+pub struct Listener {
+    config: ListenerConfig,
+    socket: TcpListener,
+    transport: Arc<Transport>,
+}
+
+/// Binds every configured listener and loads its certificates, so that every problem shows
+/// before the broker reports itself ready.
+pub async fn bind(config: &Config) -> Result<Vec<Listener>, BrokerError> {
+    let mut listeners = Vec::with_capacity(config.listeners.len());
+    for l in &config.listeners {
+        let transport = Transport::new(l).map_err(|source| BrokerError::Transport {
+            kind: l.kind.name(),
+            addr: l.bind,
+            source,
+        })?;
+        let socket = TcpListener::bind(l.bind)
+            .await
+            .map_err(|source| BrokerError::Bind {
+                kind: l.kind.name(),
+                addr: l.bind,
+                source,
+            })?;
+        listeners.push(Listener {
+            config: l.clone(),
+            socket,
+            transport: Arc::new(transport),
+        });
+    }
+    Ok(listeners)
+}
+
+impl Listener {
+    /// The transport spoken here.
+    pub fn kind(&self) -> ListenerKind {
+        self.config.kind
+    }
+
+    /// The address actually bound (the OS's pick when the config says port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.socket.local_addr().unwrap_or(self.config.bind)
+    }
+
+    /// Something that reloads this listener's certificates later, while it serves.
+    pub fn reloader(&self) -> CertificateReloader {
+        CertificateReloader {
+            name: format!("{} listener on {}", self.kind().name(), self.local_addr()),
+            transport: self.transport.clone(),
+        }
+    }
+
+    /// Accepts connections until shutdown; each connection gets its own task.
+    pub(super) async fn accept_loop(self, broker: Arc<Broker>, alive: mpsc::Sender<()>) {
+        let Listener {
+            config: cfg,
+            socket,
+            transport,
+        } = self;
+        let mut stop = broker.stop.clone();
+        let open = Arc::new(AtomicUsize::new(0));
+        loop {
+            let accepted = tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                r = socket.accept() => r,
+            };
+            let (stream, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!("accept failed on {}: {e}", cfg.bind);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let per_listener = open.fetch_add(1, Ordering::Relaxed) + 1;
+            let guard = ConnectionSlot {
+                broker: broker.clone(),
+                listener: open.clone(),
+                _alive: alive.clone(),
+            };
+            let total = broker.metrics.sockets_open.fetch_add(1, Ordering::Relaxed) + 1;
+            if (cfg.max_connections > 0 && per_listener > cfg.max_connections)
+                || total > broker.config.limits.max_connections
+            {
+                tracing::warn!(%peer, "connection refused: connection limit reached");
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            transport.spawn(broker.clone(), stream, peer, guard);
+        }
+    }
+}
+
+/// Reloads one listener's certificates (SIGHUP): new handshakes use the new files, connections
+/// already open keep theirs.
+pub struct CertificateReloader {
+    name: String,
+    transport: Arc<Transport>,
+}
+
+impl CertificateReloader {
+    /// Reads the files again; on error the certificates in use stay. Returns whether the
+    /// listener has certificates at all.
+    pub fn reload(&self) -> Result<bool, TransportError> {
+        self.transport.reload()
+    }
+
+    /// The listener, for log lines.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Releases a connection's place in the listener's and the broker's connection counts.
+struct ConnectionSlot {
+    broker: Arc<Broker>,
+    listener: Arc<AtomicUsize>,
+    /// Shutdown waits until every connection has dropped its clone.
+    _alive: mpsc::Sender<()>,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.listener.fetch_sub(1, Ordering::Relaxed);
+        self.broker
+            .metrics
+            .sockets_open
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,136 @@
+//! Listener transports: how an accepted TCP socket becomes the byte stream MQTT is read from.
+//!
+//! Each kind is an [`Upgrade`]: plain TCP is the socket itself, TLS runs a rustls handshake,
+//! WebSocket runs the HTTP upgrade and then carries MQTT in binary frames, and WSS is WebSocket
+//! over TLS. The upgrade runs inside the connection's handshake phase, under the same CONNECT
+//! deadline, so a client that stalls in the TLS or HTTP handshake is closed like one that never
+//! sends CONNECT.
+
+#[cfg(feature = "tls")]
+mod tls;
+#[cfg(feature = "websocket")]
+mod ws;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+use super::connection;
+use super::Broker;
+use crate::config::{ListenerConfig, ListenerKind};
+
+#[cfg(feature = "tls")]
+pub use tls::TlsError;
+#[cfg(feature = "tls")]
+use tls::{TlsIdentity, TlsUpgrade};
+#[cfg(feature = "websocket")]
+use ws::WsUpgrade;
+
+/// Turns an accepted TCP socket into the stream the connection reads MQTT from.
+pub(crate) trait Upgrade: Send + 'static {
+    /// The stream MQTT packets travel on.
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+
+    /// Runs the transport's own handshake, if it has one.
+    fn upgrade(self, tcp: TcpStream) -> impl Future<Output = std::io::Result<Self::Stream>> + Send;
+}
+
+/// Plain TCP: no handshake of its own.
+pub(crate) struct Plain;
+
+impl Upgrade for Plain {
+    type Stream = TcpStream;
+
+    async fn upgrade(self, tcp: TcpStream) -> std::io::Result<TcpStream> {
+        Ok(tcp)
+    }
+}
+
+/// Why a listener's transport could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The kind was left out of this build; validation normally says so first.
+    #[error("\"{0}\" listeners are not in this build (cargo features tls and websocket)")]
+    NotBuilt(&'static str),
+    /// The certificate or key files (named in the error) are unusable.
+    #[cfg(feature = "tls")]
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// A listener's transport, ready to upgrade each accepted socket.
+pub(crate) enum Transport {
+    Tcp,
+    #[cfg(feature = "tls")]
+    Tls(Arc<TlsIdentity>),
+    #[cfg(feature = "websocket")]
+    Ws(Arc<str>),
+    #[cfg(all(feature = "tls", feature = "websocket"))]
+    Wss(Arc<TlsIdentity>, Arc<str>),
+}
+
+impl Transport {
+    /// Sets up the transport `config` names, reading its certificates. Validation has already
+    /// refused kinds this build leaves out.
+    pub(crate) fn new(config: &ListenerConfig) -> Result<Transport, TransportError> {
+        Ok(match config.kind {
+            ListenerKind::Tcp => Transport::Tcp,
+            #[cfg(feature = "tls")]
+            ListenerKind::Tls => Transport::Tls(Arc::new(TlsIdentity::load(config)?)),
+            #[cfg(feature = "websocket")]
+            ListenerKind::Ws => Transport::Ws(config.path.as_str().into()),
+            #[cfg(all(feature = "tls", feature = "websocket"))]
+            ListenerKind::Wss => Transport::Wss(
+                Arc::new(TlsIdentity::load(config)?),
+                config.path.as_str().into(),
+            ),
+            #[allow(unreachable_patterns)] // every kind is built in
+            _ => return Err(TransportError::NotBuilt(config.kind.name())),
+        })
+    }
+
+    /// Reads this listener's certificates again; connections already open keep theirs. Returns
+    /// whether there was anything to reload.
+    pub(crate) fn reload(&self) -> Result<bool, TransportError> {
+        match self {
+            #[cfg(feature = "tls")]
+            Transport::Tls(identity) => identity.reload().map(|()| true).map_err(Into::into),
+            #[cfg(all(feature = "tls", feature = "websocket"))]
+            Transport::Wss(identity, _) => identity.reload().map(|()| true).map_err(Into::into),
+            Transport::Tcp => Ok(false),
+            #[allow(unreachable_patterns)] // ws, when built in
+            _ => Ok(false),
+        }
+    }
+
+    /// Serves one accepted socket on its own task.
+    pub(crate) fn spawn<G>(&self, broker: Arc<Broker>, tcp: TcpStream, peer: SocketAddr, guard: G)
+    where
+        G: Unpin + Send + 'static,
+    {
+        match self {
+            Transport::Tcp => {
+                tokio::spawn(connection::serve(broker, tcp, peer, guard, Plain));
+            }
+            #[cfg(feature = "tls")]
+            Transport::Tls(identity) => {
+                let upgrade = TlsUpgrade(identity.current());
+                tokio::spawn(connection::serve(broker, tcp, peer, guard, upgrade));
+            }
+            #[cfg(feature = "websocket")]
+            Transport::Ws(path) => {
+                let upgrade = WsUpgrade::new(Plain, path.clone(), &broker);
+                tokio::spawn(connection::serve(broker, tcp, peer, guard, upgrade));
+            }
+            #[cfg(all(feature = "tls", feature = "websocket"))]
+            Transport::Wss(identity, path) => {
+                let tls = TlsUpgrade(identity.current());
+                let upgrade = WsUpgrade::new(tls, path.clone(), &broker);
+                tokio::spawn(connection::serve(broker, tcp, peer, guard, upgrade));
+            }
+        }
+    }
+}
