@@ -77,3 +77,6 @@ CONFFILES:${PN} = "${sysconfdir}/nanomq/nanomq.toml"
 FILES:${PN} += "${systemd_system_unitdir}/nanomq.service \
                 ${nonarch_libdir}/sysusers.d/nanomq.conf \
                 ${nonarch_libdir}/tmpfiles.d/nanomq.conf"
+
+# A daemon for the target only: no build needs a -native or nativesdk nanomq.
+BBCLASSEXTEND = ""
