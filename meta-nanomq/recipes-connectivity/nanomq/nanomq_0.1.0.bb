@@ -30,9 +30,13 @@ CARGO_LOCK_PATH = "${S}/Cargo.lock"
 # the cargo feature it enables (tests/packaging/yocto holds the two lists equal).
 CARGO_BUILD_FLAGS += "--no-default-features"
 
-PACKAGECONFIG ??= "${@bb.utils.filter('DISTRO_FEATURES', 'systemd', d)}"
+PACKAGECONFIG ??= "tls websocket ${@bb.utils.filter('DISTRO_FEATURES', 'systemd', d)}"
 # sd_notify readiness and watchdog, journald logging (pure Rust: no libsystemd to link).
 PACKAGECONFIG[systemd] = "--features systemd"
+# kind = "tls" and "wss" listeners: rustls with the ring provider (no OpenSSL to link).
+PACKAGECONFIG[tls] = "--features tls"
+# kind = "ws" and "wss" listeners: MQTT over WebSocket.
+PACKAGECONFIG[websocket] = "--features websocket"
 
 # The code generation of the workspace's `firmware` profile ([profile.firmware] in Cargo.toml)
 # applied to the `--release` build the cargo class runs: small code, whole-program LTO, no
