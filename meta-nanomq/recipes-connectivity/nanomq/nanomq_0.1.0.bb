@@ -13,7 +13,7 @@ LIC_FILES_CHKSUM = "file://LICENSE;md5=8228f5c1e1830ab2431056f197eda5c5"
 # The release process sets SRCREV to the commit of the release (and renames this file to the
 # new version); nanomq-crates.inc must then be regenerated from that commit's Cargo.lock.
 SRC_URI = "git://github.com/nanomq-rs/nanomq.git;protocol=https;branch=main"
-SRCREV = "0899a888ccc609dbe7482fd06bb9f35645ac020b"
+SRCREV = "6ef9eaf3a6bc5dff10f7108c9538c01c3d66718d"
 
 inherit cargo cargo-update-recipe-crates systemd useradd
 
