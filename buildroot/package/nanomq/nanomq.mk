@@ -1,0 +1,77 @@
+################################################################################
+#
+# nanomq
+#
+################################################################################
+
+# This BR2_EXTERNAL tree lives in the nanomq repository, so the package builds
+# the checkout around it. README.md shows how to build a release tarball or a
+# git tag instead.
+NANOMQ_VERSION = 0.1.0
+NANOMQ_SITE = $(BR2_EXTERNAL_NANOMQ_PATH)/..
+NANOMQ_SITE_METHOD = local
+# The workspace root holds Cargo.lock; the broker crate is nanomq/.
+NANOMQ_SUBDIR = nanomq
+NANOMQ_LICENSE = MIT
+NANOMQ_LICENSE_FILES = LICENSE
+# Build outputs and test venvs of the checkout are not sources.
+NANOMQ_OVERRIDE_SRCDIR_RSYNC_EXCLUSIONS = \
+	--exclude=/target --exclude=/nanomq/fuzz/target \
+	--exclude='/tests/.venv*'
+
+NANOMQ_USERS = nanomq -1 nanomq -1 * /var/lib/nanomq - - nanomq MQTT broker
+
+# One Config.in option per cargo feature; never the default "bench" feature
+# (the load generator).
+NANOMQ_FEATURES =
+
+ifeq ($(BR2_PACKAGE_NANOMQ_SYSTEMD),y)
+NANOMQ_FEATURES += systemd
+endif
+
+NANOMQ_FEATURE_LIST = $(subst $(space),$(comma),$(strip $(NANOMQ_FEATURES)))
+NANOMQ_FEATURE_OPTS = --no-default-features \
+	$(if $(NANOMQ_FEATURE_LIST),--features $(NANOMQ_FEATURE_LIST))
+
+# cargo install rebuilds unless it gets the same features as cargo build.
+NANOMQ_CARGO_BUILD_OPTS = $(NANOMQ_FEATURE_OPTS)
+NANOMQ_CARGO_INSTALL_OPTS = $(NANOMQ_FEATURE_OPTS)
+
+# Buildroot vendors the crates a cargo package needs in its download step
+# (support/download/cargo-post-process), which a local or overridden source
+# skips: vendor them the same way before the --offline build. This needs
+# network access (or the crates in $(BR_CARGO_HOME)); a tarball or git source
+# is vendored at download time and does not run it.
+define NANOMQ_VENDOR_CRATES
+	mkdir -p $(BR_CARGO_HOME) $(@D)/.cargo
+	cd $(@D) && $(HOST_MAKE_ENV) CARGO_HOME=$(BR_CARGO_HOME) \
+		flock $(BR_CARGO_HOME)/.br-lock \
+		cargo vendor --locked VENDOR >$(@D)/.cargo/config.toml
+endef
+
+define NANOMQ_VENDOR_RSYNCED_SOURCE
+	$(if $(NANOMQ_OVERRIDE_SRCDIR),$(NANOMQ_VENDOR_CRATES))
+endef
+NANOMQ_PRE_BUILD_HOOKS += NANOMQ_VENDOR_RSYNCED_SOURCE
+
+define NANOMQ_INSTALL_CONFIG
+	$(INSTALL) -D -m 0644 $(@D)/nanomq/nanomq.example.toml \
+		$(TARGET_DIR)/etc/nanomq/nanomq.toml
+endef
+NANOMQ_POST_INSTALL_TARGET_HOOKS += NANOMQ_INSTALL_CONFIG
+
+define NANOMQ_INSTALL_INIT_SYSTEMD
+	$(INSTALL) -D -m 0644 $(@D)/systemd/nanomq.service \
+		$(TARGET_DIR)/usr/lib/systemd/system/nanomq.service
+	$(INSTALL) -D -m 0644 $(@D)/systemd/nanomq.sysusers \
+		$(TARGET_DIR)/usr/lib/sysusers.d/nanomq.conf
+	$(INSTALL) -D -m 0644 $(@D)/systemd/nanomq.tmpfiles \
+		$(TARGET_DIR)/usr/lib/tmpfiles.d/nanomq.conf
+endef
+
+define NANOMQ_INSTALL_INIT_SYSV
+	$(INSTALL) -D -m 0755 $(NANOMQ_PKGDIR)/S50nanomq \
+		$(TARGET_DIR)/etc/init.d/S50nanomq
+endef
+
+$(eval $(cargo-package))
