@@ -29,6 +29,14 @@ ifeq ($(BR2_PACKAGE_NANOMQ_SYSTEMD),y)
 NANOMQ_FEATURES += systemd
 endif
 
+ifeq ($(BR2_PACKAGE_NANOMQ_TLS),y)
+NANOMQ_FEATURES += tls
+endif
+
+ifeq ($(BR2_PACKAGE_NANOMQ_WEBSOCKET),y)
+NANOMQ_FEATURES += websocket
+endif
+
 NANOMQ_FEATURE_LIST = $(subst $(space),$(comma),$(strip $(NANOMQ_FEATURES)))
 NANOMQ_FEATURE_OPTS = --no-default-features \
 	$(if $(NANOMQ_FEATURE_LIST),--features $(NANOMQ_FEATURE_LIST))
