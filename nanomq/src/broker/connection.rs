@@ -21,6 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::admission::PendingSlot;
 use super::io::Io;
 use super::publish::{message, route};
 use super::registry::{arm_timers, finish_session, LinkSerial, SessionHandle, SessionRef, Signal};
@@ -49,8 +50,13 @@ pub(crate) fn serve<U, G>(
 where
     U: Upgrade,
 {
+    let pending = PendingSlot::take(&broker);
+    let handshake = async move {
+        let _pending = pending;
+        connect::handshake(broker, tcp, upgrade, peer).await
+    };
     ConnectionTask {
-        phase: Phase::Handshake(Box::pin(connect::handshake(broker, tcp, upgrade, peer))),
+        phase: Phase::Handshake(Box::pin(handshake)),
         _guard: guard,
     }
 }

@@ -2,13 +2,13 @@
 //! within the listener's and the broker's connection limits.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+use super::admission::Admission;
 use super::transport::{Transport, TransportError};
 use super::{Broker, BrokerError};
 use crate::config::{Config, ListenerConfig, ListenerKind};
@@ -73,7 +73,8 @@ impl Listener {
             transport,
         } = self;
         let mut stop = broker.stop.clone();
-        let open = Arc::new(AtomicUsize::new(0));
+        let mut admission = Admission::new(cfg.max_connections);
+        let name = format!("{} {}", cfg.kind.name(), cfg.bind);
         loop {
             let accepted = tokio::select! {
                 _ = stop.wait_for(|s| *s) => return,
@@ -88,21 +89,13 @@ impl Listener {
                     continue;
                 }
             };
-            let per_listener = open.fetch_add(1, Ordering::Relaxed) + 1;
-            let guard = ConnectionSlot {
-                broker: broker.clone(),
-                listener: open.clone(),
-                _alive: alive.clone(),
-            };
-            let total = broker.metrics.sockets_open.fetch_add(1, Ordering::Relaxed) + 1;
-            if (cfg.max_connections > 0 && per_listener > cfg.max_connections)
-                || total > broker.config.limits.max_connections
-            {
-                tracing::warn!(%peer, "connection refused: connection limit reached");
+            let (slot, verdict) = admission.admit(&broker, peer.ip());
+            if let Err(refusal) = verdict {
+                admission.log_refusal(refusal, peer.ip(), &name);
                 continue;
             }
             let _ = stream.set_nodelay(true);
-            transport.spawn(broker.clone(), stream, peer, guard);
+            transport.spawn(broker.clone(), stream, peer, (slot, alive.clone()));
         }
     }
 }
@@ -124,23 +117,5 @@ impl CertificateReloader {
     /// The listener, for log lines.
     pub fn name(&self) -> &str {
         &self.name
-    }
-}
-
-/// Releases a connection's place in the listener's and the broker's connection counts.
-struct ConnectionSlot {
-    broker: Arc<Broker>,
-    listener: Arc<AtomicUsize>,
-    /// Shutdown waits until every connection has dropped its clone.
-    _alive: mpsc::Sender<()>,
-}
-
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        self.listener.fetch_sub(1, Ordering::Relaxed);
-        self.broker
-            .metrics
-            .sockets_open
-            .fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -7,6 +7,8 @@ use portable_atomic::AtomicU64;
 pub struct Metrics {
     /// Open sockets, including ones that have not sent CONNECT yet.
     pub sockets_open: std::sync::atomic::AtomicUsize,
+    /// Sockets still in their TLS or WebSocket handshake or waiting for CONNECT.
+    pub handshakes_pending: std::sync::atomic::AtomicUsize,
     /// Clients with a completed CONNECT.
     pub clients_connected: AtomicU64,
     /// Highest number of connected clients seen.

@@ -6,6 +6,7 @@
 //! Shutdown is a future; when it resolves, accept loops stop, every connection is told
 //! (DISCONNECT 0x8B to MQTT 5 clients) and `serve` returns once the last one is gone.
 
+mod admission;
 mod connect;
 mod connection;
 mod io;
@@ -120,6 +121,7 @@ pub(crate) struct Broker {
     pub(crate) session_limits: SessionLimits,
     pub(crate) started: Instant,
     pub(crate) stop: watch::Receiver<bool>,
+    pub(crate) connect_rate: admission::ConnectRate,
 }
 
 impl Broker {
@@ -151,6 +153,7 @@ impl Broker {
             session_limits,
             started: Instant::now(),
             stop,
+            connect_rate: admission::ConnectRate::new(config.limits.connect_rate_per_ip),
             config,
         }
     }

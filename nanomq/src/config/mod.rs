@@ -231,6 +231,12 @@ pub struct LimitsConfig {
     pub min_keepalive: u16,
     /// Seconds a new socket has to complete CONNECT before it is closed; must be at least 1.
     pub connect_timeout_secs: u64,
+    /// Sockets allowed at once between accept and a completed CONNECT (TLS and WebSocket
+    /// handshakes included); more are closed at accept. 0 means unlimited.
+    pub max_pending_connections: usize,
+    /// New connections per second accepted from one source address, with bursts of one
+    /// second's worth; more are closed at accept. 0 means unlimited.
+    pub connect_rate_per_ip: u32,
     /// Cap on the Session Expiry Interval a client may ask for; MQTT 3.1.1 persistent sessions
     /// (clean session 0) expire after this many seconds.
     pub max_session_expiry_secs: u32,
@@ -251,6 +257,8 @@ impl Default for LimitsConfig {
             max_keepalive: 65535,
             min_keepalive: 0,
             connect_timeout_secs: 10,
+            max_pending_connections: 1024,
+            connect_rate_per_ip: 0,
             max_session_expiry_secs: u32::MAX,
         }
     }

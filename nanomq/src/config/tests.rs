@@ -85,7 +85,7 @@ fn example_file_documents_every_key() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 27);
+    assert_eq!(checked, 29);
 }
 
 #[test]
@@ -118,6 +118,8 @@ max_subscriptions_per_client = 0
 max_keepalive = 600
 min_keepalive = 30
 connect_timeout_secs = 3
+max_pending_connections = 5
+connect_rate_per_ip = 20
 max_session_expiry_secs = 86400
 
 [mqtt]
@@ -164,6 +166,8 @@ interval_secs = 0
             max_keepalive: 600,
             min_keepalive: 30,
             connect_timeout_secs: 3,
+            max_pending_connections: 5,
+            connect_rate_per_ip: 20,
             max_session_expiry_secs: 86400,
         },
         mqtt: MqttConfig {

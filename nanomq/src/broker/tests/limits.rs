@@ -56,6 +56,76 @@ async fn broker_and_listener_connection_limits() {
     assert_eq!(Client::open(addr).await.recv().await, None);
 }
 
+/// Sockets before CONNECT are bounded: silent ones cannot keep others out beyond the bound, and
+/// their places come back when they complete CONNECT or go away.
+#[tokio::test]
+async fn pending_connections_are_bounded() {
+    let mut config = Config::default();
+    config.limits.max_pending_connections = 2;
+    let (addr, _stop) = start(config).await;
+    let silent = Client::open(addr).await;
+    let _silent2 = Client::open(addr).await;
+    let mut refused = Client::open(addr).await;
+    assert_eq!(
+        refused.recv().await,
+        None,
+        "a third pending socket is closed at once"
+    );
+    drop(silent);
+    // The broker notices the close on its next read; retry until the place is back.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut connected = loop {
+        let mut c = Client::open(addr).await;
+        c.send(Packet::Connect(Box::new(v5("after", 0, 0)))).await;
+        match c.recv().await {
+            Some(Packet::ConnAck(a)) => {
+                assert_eq!(a.reason, ReasonCode::SUCCESS);
+                break c;
+            }
+            None => assert!(
+                tokio::time::Instant::now() < deadline,
+                "place never came back"
+            ),
+            other => panic!("expected CONNACK or a close, got {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    // A completed CONNECT gives its place back too.
+    let (_more, ack) = Client::connect(addr, v5("more", 0, 0)).await;
+    assert_eq!(ack.reason, ReasonCode::SUCCESS);
+    connected.send(Packet::PingReq).await;
+    assert_eq!(connected.recv().await, Some(Packet::PingResp));
+}
+
+/// New connections from one address are rate limited at accept; others keep working.
+#[tokio::test]
+async fn connect_rate_per_source_address() {
+    let mut config = Config::default();
+    config.limits.connect_rate_per_ip = 3;
+    let (addr, _stop) = start(config).await;
+    let mut clients = Vec::new();
+    for id in ["a", "b", "c"] {
+        let (c, ack) = Client::connect(addr, v5(id, 0, 0)).await;
+        assert_eq!(ack.reason, ReasonCode::SUCCESS);
+        clients.push(c);
+    }
+    let mut fourth = Client::open(addr).await;
+    assert_eq!(
+        fourth.recv().await,
+        None,
+        "a fourth within the second is closed at once"
+    );
+    clients[0].send(Packet::PingReq).await;
+    assert_eq!(clients[0].recv().await, Some(Packet::PingResp));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (_d, ack) = Client::connect(addr, v5("d", 0, 0)).await;
+    assert_eq!(
+        ack.reason,
+        ReasonCode::SUCCESS,
+        "a token came back after a third of a second"
+    );
+}
+
 #[tokio::test]
 async fn subscriptions_per_client_quota() {
     let mut config = Config::default();
