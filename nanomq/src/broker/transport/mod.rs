@@ -8,6 +8,8 @@
 
 #[cfg(feature = "tls")]
 mod tls;
+#[cfg(feature = "tls")]
+mod x509;
 #[cfg(feature = "websocket")]
 mod ws;
 
