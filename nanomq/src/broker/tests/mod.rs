@@ -26,8 +26,9 @@ async fn start(mut config: Config) -> (SocketAddr, tokio::sync::oneshot::Sender<
     config.listeners[0].bind = "127.0.0.1:0".parse().unwrap();
     let listeners = super::bind(&config).await.unwrap();
     let addr = listeners[0].local_addr();
+    let auth = std::sync::Arc::new(crate::auth::Authenticator::load(&config.auth).unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(super::serve(config, listeners, async move {
+    tokio::spawn(super::serve(config, auth, listeners, async move {
         let _ = rx.await;
     }));
     (addr, tx)
