@@ -1,7 +1,9 @@
 //! In-process broker tests on the paused tokio clock: timers (keepalive, CONNECT timeout, will
 //! delay, session expiry) are checked exactly and instantly over real loopback sockets.
-//! `limits` checks every configured limit and capability switch the same way.
+//! `limits` checks every configured limit and capability switch the same way; `auth` the
+//! password file and the ACL.
 
+mod auth;
 mod limits;
 
 use std::net::SocketAddr;
