@@ -161,18 +161,29 @@ fn passwd_manages_users_and_the_broker_lets_them_in() {
 
     assert_ok(&passwd(&[path, "alice", "--password", "first"], None));
     let meta = std::fs::metadata(&file).unwrap();
-    assert_eq!(meta.permissions().mode() & 0o777, 0o600, "a new file is 0600");
+    assert_eq!(
+        meta.permissions().mode() & 0o777,
+        0o600,
+        "a new file is 0600"
+    );
     // From standard input (not a terminal): one line.
     assert_ok(&passwd(&[path, "bob"], Some("bob-pw\n")));
     // An update replaces the file (a new inode: written beside it and renamed).
     let before = std::fs::metadata(&file).unwrap();
     assert_ok(&passwd(&[path, "alice", "-p", "second"], None));
     let updated = std::fs::metadata(&file).unwrap();
-    assert_ne!(before.ino(), updated.ino(), "replaced, not rewritten in place");
+    assert_ne!(
+        before.ino(),
+        updated.ino(),
+        "replaced, not rewritten in place"
+    );
     assert_eq!(updated.permissions().mode() & 0o777, 0o600);
     assert_ok(&passwd(&["--delete", path, "bob"], None));
     let text = std::fs::read_to_string(&file).unwrap();
-    assert!(text.starts_with("alice:$argon2id$v=19$m=4096,t=3,p=1$"), "{text}");
+    assert!(
+        text.starts_with("alice:$argon2id$v=19$m=4096,t=3,p=1$"),
+        "{text}"
+    );
     assert_eq!(text.lines().count(), 1, "{text}");
     let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
     assert_eq!(leftovers.len(), 1, "no temporary file left: {leftovers:?}");
@@ -235,7 +246,10 @@ fn passwd_prompts_without_echo_on_a_terminal() {
     master.write_all(b"tty-secret\n").unwrap();
     let shown = read_until(&mut master, "carol: added");
     assert!(child.wait().unwrap().success(), "{shown}");
-    assert!(!shown.contains("tty-secret"), "the password was echoed: {shown:?}");
+    assert!(
+        !shown.contains("tty-secret"),
+        "the password was echoed: {shown:?}"
+    );
     let text = std::fs::read_to_string(&file).unwrap();
     let hash = nanomq::auth::StoredHash::parse(text.trim().split_once(':').unwrap().1).unwrap();
     assert!(hash.verify(b"tty-secret"));
@@ -257,7 +271,10 @@ fn a_bad_acl_file_stops_the_start_naming_its_line() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    let expected = format!("ACL file {}:2: unknown action `publsh`", dir.join("acl").display());
+    let expected = format!(
+        "ACL file {}:2: unknown action `publsh`",
+        dir.join("acl").display()
+    );
     assert!(stderr.contains(&expected), "{stderr}");
     assert!(!stderr.contains("listening on"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
@@ -268,7 +285,10 @@ fn sighup_reloads_passwords_and_acl_without_dropping_clients() {
     let dir = unique_dir("nanomq-auth-reload");
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("passwd");
-    assert_ok(&passwd(&[file.to_str().unwrap(), "alice", "-p", "old"], None));
+    assert_ok(&passwd(
+        &[file.to_str().unwrap(), "alice", "-p", "old"],
+        None,
+    ));
     std::fs::write(dir.join("acl"), "allow all publish a/#\n").unwrap();
     let broker = Broker::start_nanomq(dir.clone(), &config(&dir));
     let (mut alice, reason) = Client::connect(broker.port, Some("alice"), Some("old"));
@@ -277,7 +297,10 @@ fn sighup_reloads_passwords_and_acl_without_dropping_clients() {
     assert_eq!(alice.publish("b/1"), ReasonCode::NOT_AUTHORIZED);
 
     // New password, new rules.
-    assert_ok(&passwd(&[file.to_str().unwrap(), "alice", "-p", "new"], None));
+    assert_ok(&passwd(
+        &[file.to_str().unwrap(), "alice", "-p", "new"],
+        None,
+    ));
     std::fs::write(dir.join("acl"), "# moved\nallow all publish b/#\n").unwrap();
     sighup(&broker);
     wait_for_log(&broker, "auth reloaded");
@@ -291,7 +314,10 @@ fn sighup_reloads_passwords_and_acl_without_dropping_clients() {
     assert_eq!(reason, ReasonCode::SUCCESS);
 
     // A broken ACL is refused, naming the file and line; the rules (and passwords) in use stay.
-    assert_ok(&passwd(&[file.to_str().unwrap(), "alice", "-p", "newer"], None));
+    assert_ok(&passwd(
+        &[file.to_str().unwrap(), "alice", "-p", "newer"],
+        None,
+    ));
     std::fs::write(dir.join("acl"), "allow all publish a/#\nallow all\n").unwrap();
     sighup(&broker);
     let expected = format!(

@@ -157,7 +157,9 @@ impl Acl {
                         }
                     };
                     if let Some((_, first)) = default {
-                        return Err(err(format!("second `default` (the first is on line {first})")));
+                        return Err(err(format!(
+                            "second `default` (the first is on line {first})"
+                        )));
                     }
                     default = Some((access, line));
                 }

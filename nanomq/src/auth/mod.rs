@@ -270,7 +270,11 @@ impl Policy {
         }
         let mut parts = Vec::new();
         if let (Some(path), Some(p)) = (&config.password_file, &passwords) {
-            parts.push(format!("password file {} ({} users)", path.display(), p.len()));
+            parts.push(format!(
+                "password file {} ({} users)",
+                path.display(),
+                p.len()
+            ));
         }
         if let (Some(path), Some(a)) = (&config.acl_file, &acl) {
             let default = match a.default_access() {

@@ -84,9 +84,7 @@ impl PasswordFile {
             };
             let hash = StoredHash::parse(hash).map_err(|m| err(format!("user `{user}`: {m}")))?;
             if let Some(first) = first_line.get(user) {
-                return Err(err(format!(
-                    "user `{user}` again (first on line {first})"
-                )));
+                return Err(err(format!("user `{user}` again (first on line {first})")));
             }
             first_line.insert(user.into(), line);
             decoy.get_or_insert_with(|| hash.clone());
@@ -282,11 +280,7 @@ pub fn hash_password(password: &[u8]) -> Result<String, argon2::password_hash::E
 }
 
 #[cfg(test)]
-pub(crate) fn hash_password_with(
-    password: &[u8],
-    memory_kib: u32,
-    passes: u32,
-) -> String {
+pub(crate) fn hash_password_with(password: &[u8], memory_kib: u32, passes: u32) -> String {
     let params = Params::new(memory_kib, passes, 1, None).unwrap();
     let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
     argon2.hash_password(password).unwrap().to_string()

@@ -34,7 +34,10 @@ impl Drop for Dir {
 }
 
 fn user_line(user: &str, password: &str) -> String {
-    format!("{user}:{}\n", hash_password_with(password.as_bytes(), 64, 1))
+    format!(
+        "{user}:{}\n",
+        hash_password_with(password.as_bytes(), 64, 1)
+    )
 }
 
 fn config(passwords: Option<&Path>, acl: Option<&Path>, anonymous: Option<bool>) -> AuthConfig {
@@ -80,17 +83,30 @@ async fn anonymous_clients_by_default_only_without_a_password_file() {
         nobody.authenticate(Some("x"), pw("y").as_ref()).await,
         Err(Refusal::BadCredentials)
     );
-    assert!(closed.summary().contains("(1 users)"), "{}", closed.summary());
+    assert!(
+        closed.summary().contains("(1 users)"),
+        "{}",
+        closed.summary()
+    );
     assert!(closed.summary().contains("anonymous clients refused"));
 }
 
 #[tokio::test]
 async fn credentials_are_checked_against_the_file() {
     let dir = Dir::new("creds");
-    let file = dir.write("passwd", &(user_line("alice", "a") + &user_line("bob", "b")));
+    let file = dir.write(
+        "passwd",
+        &(user_line("alice", "a") + &user_line("bob", "b")),
+    );
     let auth = Authenticator::load(&config(Some(&file), None, None)).unwrap();
-    assert_eq!(auth.authenticate(Some("alice"), pw("a").as_ref()).await, Ok(()));
-    assert_eq!(auth.authenticate(Some("bob"), pw("b").as_ref()).await, Ok(()));
+    assert_eq!(
+        auth.authenticate(Some("alice"), pw("a").as_ref()).await,
+        Ok(())
+    );
+    assert_eq!(
+        auth.authenticate(Some("bob"), pw("b").as_ref()).await,
+        Ok(())
+    );
     for (user, password) in [("alice", pw("b")), ("carol", pw("a")), ("alice", None)] {
         assert_eq!(
             auth.authenticate(Some(user), password.as_ref()).await,
@@ -122,8 +138,10 @@ fn load_errors_name_the_file_and_line() {
     let missing = dir.0.join("missing");
     let err = Authenticator::load(&config(Some(&missing), None, None)).unwrap_err();
     assert!(
-        err.to_string()
-            .starts_with(&format!("cannot read password file {}: ", missing.display())),
+        err.to_string().starts_with(&format!(
+            "cannot read password file {}: ",
+            missing.display()
+        )),
         "{err}"
     );
 }
@@ -155,8 +173,14 @@ async fn reload_swaps_both_files_or_neither() {
     auth.refresh(&mut view);
     assert!(!view.get().unwrap().may_publish(&s, "a/1"));
     assert!(view.get().unwrap().may_publish(&s, "b/1"));
-    assert_eq!(auth.authenticate(Some("alice"), pw("new").as_ref()).await, Ok(()));
-    assert!(auth.authenticate(Some("alice"), pw("old").as_ref()).await.is_err());
+    assert_eq!(
+        auth.authenticate(Some("alice"), pw("new").as_ref()).await,
+        Ok(())
+    );
+    assert!(auth
+        .authenticate(Some("alice"), pw("old").as_ref())
+        .await
+        .is_err());
 
     // A broken ACL is refused whole: the new password file is not taken either.
     dir.write("passwd", &user_line("alice", "newer"));
@@ -171,7 +195,10 @@ async fn reload_swaps_both_files_or_neither() {
     );
     auth.refresh(&mut view);
     assert!(view.get().unwrap().may_publish(&s, "b/1"));
-    assert_eq!(auth.authenticate(Some("alice"), pw("new").as_ref()).await, Ok(()));
+    assert_eq!(
+        auth.authenticate(Some("alice"), pw("new").as_ref()).await,
+        Ok(())
+    );
 
     // Dropping the ACL file from the config allows everything.
     auth.reload(&config(Some(&passwd), None, None)).unwrap();

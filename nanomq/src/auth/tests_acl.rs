@@ -21,24 +21,60 @@ fn acl(text: &str) -> Acl {
 #[test]
 fn parse_errors_name_the_line() {
     let cases = [
-        ("allow all publish a\nfoo all publish a\n", 2, "expected `allow`, `deny` or `default`"),
+        (
+            "allow all publish a\nfoo all publish a\n",
+            2,
+            "expected `allow`, `deny` or `default`",
+        ),
         ("\n\nallow all\n", 3, "expected `allow|deny WHO"),
         ("allow all publish\n", 1, "expected `allow|deny WHO"),
         ("allow all publsh a/b\n", 1, "unknown action `publsh`"),
-        ("allow everyone publish a\n", 1, "unknown subject `everyone`"),
-        ("allow group:x publish a\n", 1, "unknown subject kind `group:`"),
+        (
+            "allow everyone publish a\n",
+            1,
+            "unknown subject `everyone`",
+        ),
+        (
+            "allow group:x publish a\n",
+            1,
+            "unknown subject kind `group:`",
+        ),
         ("allow user: publish a\n", 1, "`user:` needs a value"),
-        ("allow ip:10.0.0/8 both a\n", 1, "`10.0.0` is not an IPv4 or IPv6 address"),
-        ("allow ip:10.0.0.0/33 both a\n", 1, "prefix `/33` is not a number from 0 to 32"),
+        (
+            "allow ip:10.0.0/8 both a\n",
+            1,
+            "`10.0.0` is not an IPv4 or IPv6 address",
+        ),
+        (
+            "allow ip:10.0.0.0/33 both a\n",
+            1,
+            "prefix `/33` is not a number from 0 to 32",
+        ),
         ("allow ip:::1/129 both a\n", 1, "from 0 to 128"),
-        ("allow ip:10.1.2.3/8 both a\n", 1, "did you mean 10.0.0.0/8?"),
+        (
+            "allow ip:10.1.2.3/8 both a\n",
+            1,
+            "did you mean 10.0.0.0/8?",
+        ),
         ("allow ip:fe80::1/10 both a\n", 1, "did you mean fe80::/10?"),
         ("allow all both a/#/b\n", 1, "`a/#/b`"),
         ("allow all both a+\n", 1, "`+` must be a whole level"),
-        ("allow all both %u#\n", 1, "`#` must be the whole last level"),
-        ("allow all both $share/g/a\n", 1, "shared subscriptions are checked on their inner"),
+        (
+            "allow all both %u#\n",
+            1,
+            "`#` must be the whole last level",
+        ),
+        (
+            "allow all both $share/g/a\n",
+            1,
+            "shared subscriptions are checked on their inner",
+        ),
         ("default maybe\n", 1, "`default` takes `allow` or `deny`"),
-        ("# c\ndefault deny\ndefault allow\n", 3, "second `default` (the first is on line 2)"),
+        (
+            "# c\ndefault deny\ndefault allow\n",
+            3,
+            "second `default` (the first is on line 2)",
+        ),
     ];
     for (text, line, message) in cases {
         let err = Acl::parse(text).expect_err(text);
@@ -219,7 +255,10 @@ fn shared_subscriptions_are_checked_on_the_inner_filter() {
     assert!(a.may_subscribe(&s, "$share/workers/jobs/+"));
     assert!(!a.may_subscribe(&s, "$share/workers/secret/x"));
     assert!(!a.may_subscribe(&s, "$share/workers/#"));
-    assert!(!a.may_subscribe(&s, "$share/jobs/other"), "the group is not a level");
+    assert!(
+        !a.may_subscribe(&s, "$share/jobs/other"),
+        "the group is not a level"
+    );
 }
 
 #[test]
@@ -263,7 +302,11 @@ fn coverage_table() {
         ("a/+/b", "a//b", true),
     ];
     for (rule, requested, expected) in table {
-        assert_eq!(covers(rule, requested), expected, "{rule} covers {requested}");
+        assert_eq!(
+            covers(rule, requested),
+            expected,
+            "{rule} covers {requested}"
+        );
     }
 }
 
@@ -292,6 +335,10 @@ fn overlap_table() {
             expected,
             "{rule} overlaps {requested}"
         );
-        assert_eq!(overlaps(requested, rule), expected, "symmetric: {requested} {rule}");
+        assert_eq!(
+            overlaps(requested, rule),
+            expected,
+            "symmetric: {requested} {rule}"
+        );
     }
 }

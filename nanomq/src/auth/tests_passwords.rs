@@ -25,10 +25,7 @@ fn cheap(password: &str) -> String {
 #[test]
 fn argon2id_round_trip() {
     let phc = hash_password(b"s3cret").unwrap();
-    assert!(
-        phc.starts_with("$argon2id$v=19$m=4096,t=3,p=1$"),
-        "{phc}"
-    );
+    assert!(phc.starts_with("$argon2id$v=19$m=4096,t=3,p=1$"), "{phc}");
     let hash = StoredHash::parse(&phc).unwrap();
     assert!(hash.verify(b"s3cret"));
     assert!(!hash.verify(b"s3cret "));
@@ -39,15 +36,25 @@ fn argon2id_round_trip() {
 
 #[test]
 fn password_file_with_argon2id_users() {
-    let text = format!("# users\n\nalice:{}\nbob:{}\n", cheap("a-pw"), cheap("b-pw"));
+    let text = format!(
+        "# users\n\nalice:{}\nbob:{}\n",
+        cheap("a-pw"),
+        cheap("b-pw")
+    );
     let file = PasswordFile::parse(&text).unwrap();
     assert_eq!(file.len(), 2);
     assert!(file.verify("alice", Some(b"a-pw")));
     assert!(file.verify("bob", Some(b"b-pw")));
-    assert!(!file.verify("alice", Some(b"b-pw")), "another user's password");
+    assert!(
+        !file.verify("alice", Some(b"b-pw")),
+        "another user's password"
+    );
     assert!(!file.verify("alice", None), "no password");
     assert!(!file.verify("carol", Some(b"a-pw")), "unknown user");
-    assert!(!file.verify("Alice", Some(b"a-pw")), "user names are case-sensitive");
+    assert!(
+        !file.verify("Alice", Some(b"a-pw")),
+        "user names are case-sensitive"
+    );
 }
 
 #[test]
@@ -61,7 +68,15 @@ fn mosquitto_hashes_from_a_fixed_file() {
     assert!(file.verify("dave", Some(b"pw")));
     assert!(!file.verify("dave", Some(b"")));
     assert!(matches!(
-        StoredHash::parse(MOSQUITTO_FILE.lines().nth(2).unwrap().split_once(':').unwrap().1),
+        StoredHash::parse(
+            MOSQUITTO_FILE
+                .lines()
+                .nth(2)
+                .unwrap()
+                .split_once(':')
+                .unwrap()
+                .1
+        ),
         Ok(StoredHash::Pbkdf2Sha512 {
             iterations: 1000,
             ..
@@ -170,7 +185,10 @@ fn unknown_users_cost_a_verification() {
         assert!(!file.verify("u", None));
         t.elapsed()
     };
-    assert!(unknown * 4 > known, "unknown {unknown:?} vs known {known:?}");
+    assert!(
+        unknown * 4 > known,
+        "unknown {unknown:?} vs known {known:?}"
+    );
     assert!(
         missing_password * 4 > known,
         "no password {missing_password:?} vs known {known:?}"

@@ -19,10 +19,10 @@ use super::io::Io;
 use super::registry::{finish_session, Claim, SessionRef};
 use super::transport::Upgrade;
 use super::Broker;
+use crate::auth::Refusal;
 use crate::mqtt::{
     decode, encode, ConnAck, Connect, DecodeError, Packet, Properties, ProtocolVersion, ReasonCode,
 };
-use crate::auth::Refusal;
 use crate::router::validate_topic_name;
 use crate::session::{ConnectionParams, Session};
 
@@ -311,11 +311,11 @@ where
         connect_expiry: expiry,
         serial,
         inbound_aliases: Default::default(),
-        identity: Identity {
+        identity: Box::new(Identity {
             username: c.username.map(String::into_boxed_str),
             ip: peer.ip().to_canonical(),
             cert_cn: None,
-        },
+        }),
         acl: broker.auth.acl_view(),
     })
 }

@@ -27,10 +27,10 @@ use super::registry::{arm_timers, finish_session, LinkSerial, SessionHandle, Ses
 use super::transport::Upgrade;
 use super::Broker;
 use super::{connect, keepalive};
+use crate::auth::{AclView, Action, Subject};
 use crate::mqtt::{
     decode, encode, Disconnect, Packet, ProtocolVersion, PubAck, Publish, QoS, ReasonCode, Will,
 };
-use crate::auth::{AclView, Action, Subject};
 use crate::router::validate_topic_name;
 
 /// Stop taking messages from the session once this much is waiting to be written.
@@ -186,8 +186,9 @@ pub(crate) struct Connection {
     pub(crate) serial: LinkSerial,
     /// Topic aliases the client set on this connection.
     pub(crate) inbound_aliases: BTreeMap<u16, Arc<str>>,
-    /// Who the client is, as ACL rules name it; fixed at CONNECT.
-    pub(crate) identity: Identity,
+    /// Who the client is, as ACL rules name it; fixed at CONNECT. Boxed: it is read only when
+    /// there is an ACL, and keeps the serving state small.
+    pub(crate) identity: Box<Identity>,
     /// The ACL in force, refreshed before each check.
     pub(crate) acl: AclView,
 }
@@ -247,7 +248,12 @@ impl Connection {
     /// Counts a request the ACL denied; logs it at debug, and at warn once per power of two so
     /// a client retrying in a loop cannot flood the log.
     pub(crate) fn acl_denied(&self, what: &str, topic: &str) {
-        let total = self.broker.metrics.acl_denied.fetch_add(1, Ordering::Relaxed) + 1;
+        let total = self
+            .broker
+            .metrics
+            .acl_denied
+            .fetch_add(1, Ordering::Relaxed)
+            + 1;
         let client_id = &self.handle().client_id;
         if total.is_power_of_two() {
             tracing::warn!(%client_id, topic, denied_total = total, "ACL denied {what}");

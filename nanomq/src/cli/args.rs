@@ -270,7 +270,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        match parse(&["passwd", "pw", "bob", "--password", "s3cret"]).unwrap().command {
+        match parse(&["passwd", "pw", "bob", "--password", "s3cret"])
+            .unwrap()
+            .command
+        {
             Some(Command::Passwd(a)) => assert_eq!(a.password.as_deref(), Some("s3cret")),
             other => panic!("{other:?}"),
         }

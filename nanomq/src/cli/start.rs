@@ -147,9 +147,9 @@ impl Reload {
                 tracing::info!("auth reloaded: {summary}");
                 self.running.auth = new.auth.clone();
             }
-            Err(e) => tracing::error!(
-                "auth reload refused, the password file and ACL in use stay: {e}"
-            ),
+            Err(e) => {
+                tracing::error!("auth reload refused, the password file and ACL in use stay: {e}")
+            }
         }
         let pending = sections_needing_restart(&self.running, &new);
         if pending.is_empty() {

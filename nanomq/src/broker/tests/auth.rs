@@ -22,7 +22,8 @@ default deny
 
 /// A config with a password file (admin, alice) and [`ACL`] in a directory of its own.
 fn auth_config(name: &str) -> (Config, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("nanomq-broker-auth-{name}-{}", std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("nanomq-broker-auth-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let users = format!(
@@ -79,8 +80,16 @@ async fn bad_credentials_and_anonymous_clients_are_refused() {
     let (addr, _stop) = start(config).await;
     for v in [ProtocolVersion::V5, ProtocolVersion::V311] {
         let cases = [
-            (Some("alice"), "wrong", ReasonCode::BAD_USER_NAME_OR_PASSWORD),
-            (Some("mallory"), "alice-pw", ReasonCode::BAD_USER_NAME_OR_PASSWORD),
+            (
+                Some("alice"),
+                "wrong",
+                ReasonCode::BAD_USER_NAME_OR_PASSWORD,
+            ),
+            (
+                Some("mallory"),
+                "alice-pw",
+                ReasonCode::BAD_USER_NAME_OR_PASSWORD,
+            ),
             (None, "", ReasonCode::NOT_AUTHORIZED),
         ];
         for (name, password, reason) in cases {
@@ -127,12 +136,16 @@ async fn denied_publish_is_refused_in_v5_and_dropped_in_v311() {
     v5.send(publish("secret/a", QoS::AtMostOnce, 0)).await;
     v5.send(publish("secret/a", QoS::AtLeastOnce, 1)).await;
     match v5.recv().await {
-        Some(Packet::PubAck(a)) => assert_eq!((a.packet_id, a.reason), (1, ReasonCode::NOT_AUTHORIZED)),
+        Some(Packet::PubAck(a)) => {
+            assert_eq!((a.packet_id, a.reason), (1, ReasonCode::NOT_AUTHORIZED))
+        }
         other => panic!("expected PUBACK 0x87, got {other:?}"),
     }
     v5.send(publish("secret/a", QoS::ExactlyOnce, 2)).await;
     match v5.recv().await {
-        Some(Packet::PubRec(a)) => assert_eq!((a.packet_id, a.reason), (2, ReasonCode::NOT_AUTHORIZED)),
+        Some(Packet::PubRec(a)) => {
+            assert_eq!((a.packet_id, a.reason), (2, ReasonCode::NOT_AUTHORIZED))
+        }
         other => panic!("expected PUBREC 0x87, got {other:?}"),
     }
     // An allowed topic goes through, and is the first thing the subscriber sees.
@@ -146,10 +159,20 @@ async fn denied_publish_is_refused_in_v5_and_dropped_in_v311() {
     let mut v3 = user(addr, ProtocolVersion::V311, "alice-3", "alice").await;
     v3.send(publish("secret/b", QoS::AtMostOnce, 0)).await;
     v3.send(publish("secret/b", QoS::AtLeastOnce, 7)).await;
-    assert!(matches!(v3.recv().await, Some(Packet::PubAck(PubAck { packet_id: 7, .. }))));
+    assert!(matches!(
+        v3.recv().await,
+        Some(Packet::PubAck(PubAck { packet_id: 7, .. }))
+    ));
     v3.send(publish("secret/b", QoS::ExactlyOnce, 8)).await;
-    assert!(matches!(v3.recv().await, Some(Packet::PubRec(PubAck { packet_id: 8, .. }))));
-    v3.send(Packet::PubRel(PubAck { packet_id: 8, ..PubAck::default() })).await;
+    assert!(matches!(
+        v3.recv().await,
+        Some(Packet::PubRec(PubAck { packet_id: 8, .. }))
+    ));
+    v3.send(Packet::PubRel(PubAck {
+        packet_id: 8,
+        ..PubAck::default()
+    }))
+    .await;
     match v3.recv().await {
         Some(Packet::PubComp(a)) => assert_eq!(a.packet_id, 8),
         other => panic!("expected PUBCOMP, got {other:?}"),
@@ -187,7 +210,10 @@ async fn denied_filters_get_0x87_or_0x80_and_the_others_are_granted() {
     let mut v3 = user(addr, ProtocolVersion::V311, "alice-3", "alice").await;
     let SubAck { reasons, .. } = suback(&mut v3, subscribe_all(&filters, QoS::AtLeastOnce)).await;
     let failure = ReasonCode(0x80);
-    assert_eq!(reasons, [granted, failure, failure, granted, failure, failure]);
+    assert_eq!(
+        reasons,
+        [granted, failure, failure, granted, failure, failure]
+    );
 
     // The granted subscription works.
     let mut admin = user(addr, ProtocolVersion::V5, "admin", "admin").await;
