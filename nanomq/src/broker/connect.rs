@@ -257,7 +257,11 @@ where
             }
         }
     };
-    if c.clean_start && existed {
+    // A session is resumed only by its owner: a client id taken by another user (or by an
+    // anonymous client) starts afresh, as with Clean Start.
+    let fresh =
+        c.clean_start || (existed && handle.state().owner.as_deref() != c.username.as_deref());
+    if fresh && existed {
         finish_session(broker, &handle);
     }
     let params = ConnectionParams {
@@ -271,11 +275,12 @@ where
             .min(crate::config::MAX_PACKET_SIZE),
         topic_alias_maximum: c.properties.topic_alias_maximum.unwrap_or(0),
     };
-    let session_present = existed && !c.clean_start;
+    let session_present = existed && !fresh;
     {
         let mut s = handle.state();
         if !session_present {
             *s = Session::new(broker.session_limits);
+            s.owner = c.username.as_deref().map(Box::from);
         }
         s.expiry_interval = expiry;
         // A client back before its Will Delay Interval ran out cancels the will.

@@ -243,3 +243,42 @@ async fn a_denied_will_is_dropped_and_an_allowed_one_published() {
     expect_publish(&mut admin, "will/ok").await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn a_session_is_resumed_only_by_the_user_that_made_it() {
+    let (config, dir) = auth_config("owner");
+    let (addr, _stop) = start(config).await;
+    let persistent = |user: &str| {
+        let mut c = login(
+            ProtocolVersion::V5,
+            "shared-id",
+            Some(user),
+            &format!("{user}-pw"),
+        );
+        c.clean_start = false;
+        c.properties.session_expiry_interval = Some(600);
+        c
+    };
+    let (mut alice, ack) = Client::connect(addr, persistent("alice")).await;
+    assert!(!ack.session_present);
+    suback(&mut alice, subscribe_all(&["public/#"], QoS::AtLeastOnce)).await;
+    alice.send(Packet::Disconnect(Default::default())).await;
+    assert_eq!(alice.recv().await, None);
+    // The same user gets the session back.
+    let (mut alice, ack) = Client::connect(addr, persistent("alice")).await;
+    assert!(ack.session_present);
+    alice.send(Packet::Disconnect(Default::default())).await;
+    assert_eq!(alice.recv().await, None);
+    // Another user with the same client id starts afresh: alice's subscription is gone.
+    let (_admin, ack) = Client::connect(addr, persistent("admin")).await;
+    assert!(!ack.session_present, "another user resumed alice's session");
+    let mut publisher = user(addr, ProtocolVersion::V5, "alice-pub", "alice").await;
+    publisher
+        .send(publish("public/x", QoS::AtLeastOnce, 1))
+        .await;
+    match publisher.recv().await {
+        Some(Packet::PubAck(a)) => assert_eq!(a.reason, ReasonCode::NO_MATCHING_SUBSCRIBERS),
+        other => panic!("{other:?}"),
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
