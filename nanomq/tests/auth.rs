@@ -257,7 +257,7 @@ fn passwd_prompts_without_echo_on_a_terminal() {
 }
 
 #[test]
-fn a_bad_acl_file_stops_the_start_naming_its_line() {
+fn a_bad_acl_file_stops_the_start_and_check_config_naming_its_line() {
     let dir = unique_dir("nanomq-bad-acl");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("passwd"), "").unwrap();
@@ -277,6 +277,13 @@ fn a_bad_acl_file_stops_the_start_naming_its_line() {
     );
     assert!(stderr.contains(&expected), "{stderr}");
     assert!(!stderr.contains("listening on"), "{stderr}");
+    // check-config reads the files the config names too.
+    let out = Command::new(NANOMQ)
+        .args(["check-config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&expected));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -64,9 +64,11 @@ pub(super) fn start(args: StartArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Parses and validates a config file, reporting the first problem with its line.
+/// Parses and validates a config file, and the password and ACL files it names, reporting the
+/// first problem with its line.
 pub(super) fn check_config(args: CheckConfigArgs) -> anyhow::Result<()> {
-    Config::load(&args.file)?;
+    let config = Config::load(&args.file)?;
+    Authenticator::load(&config.auth)?;
     println!("{}: OK", args.file.display());
     Ok(())
 }
