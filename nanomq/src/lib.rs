@@ -13,6 +13,9 @@
 //! `broker` drives everything: accept loops, one task per connection, the client registry with
 //! takeover, wills and session expiry, `$SYS`, and graceful shutdown.
 //!
+//! `auth` decides who may connect and what they may do: the password file (argon2id, and
+//! Mosquitto's hashes for migration), the ACL file with its first-match rules, and their reload.
+//!
 //! `alloc` is the daemon's global allocator: the system's, with slabs for the small
 //! cache-line-aligned blocks tokio allocates per connection.
 //!
@@ -20,10 +23,12 @@
 //! systemd readiness and watchdog notifications, and the signals that stop or reload it.
 //!
 //! `config` is the TOML schema with defaults and line-numbered errors; `cli` the `nanomq`
-//! command line (`start`, `check-config`, `pub`, `sub`, and the `bench` load generator).
+//! command line (`start`, `check-config`, `passwd`, `pub`, `sub`, and the `bench` load
+//! generator).
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod alloc;
+pub mod auth;
 pub mod broker;
 pub mod cli;
 pub mod config;

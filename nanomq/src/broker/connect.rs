@@ -14,11 +14,12 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::connection::Connection;
+use super::connection::{Connection, Identity};
 use super::io::Io;
 use super::registry::{finish_session, Claim, SessionRef};
 use super::transport::Upgrade;
 use super::Broker;
+use crate::auth::Refusal;
 use crate::mqtt::{
     decode, encode, ConnAck, Connect, DecodeError, Packet, Properties, ProtocolVersion, ReasonCode,
 };
@@ -86,7 +87,7 @@ where
             return None;
         }
     };
-    match accept(broker, io, *connect, peer).await {
+    match accept(broker, io, *connect, peer, deadline).await {
         Ok(conn) => Some(conn),
         Err(version) => {
             io.flush(broker).await;
@@ -178,13 +179,26 @@ fn check(broker: &Broker, c: &Connect) -> Result<(), ReasonCode> {
     Ok(())
 }
 
-/// Accepts a CONNECT: takes the session over from an older connection if needed, resumes or
-/// starts it, and queues CONNACK. On refusal, a CONNACK with the reason is queued instead.
+/// Checks the user name and password, within what is left of the CONNECT timeout.
+async fn authenticate(broker: &Broker, c: &Connect, deadline: Instant) -> Result<(), Refusal> {
+    let check = broker
+        .auth
+        .authenticate(c.username.as_deref(), c.password.as_ref());
+    tokio::time::timeout_at(deadline, check)
+        .await
+        .unwrap_or(Err(Refusal::Busy))
+}
+
+/// Accepts a CONNECT: checks it and its credentials, takes the session over from an older
+/// connection if needed, resumes or starts it, and queues CONNACK. On refusal, a CONNACK with
+/// the reason is queued instead. Nothing of the session is touched before the credentials
+/// are verified.
 async fn accept<S>(
     broker: &Arc<Broker>,
     io: &mut Io<S>,
     c: Connect,
     peer: SocketAddr,
+    deadline: Instant,
 ) -> Result<Connection, ProtocolVersion>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -192,6 +206,20 @@ where
     let v = c.protocol;
     if let Err(code) = check(broker, &c) {
         refuse(io, v, code);
+        return Err(v);
+    }
+    if let Err(refusal) = authenticate(broker, &c, deadline).await {
+        broker
+            .metrics
+            .connects_refused_auth
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            client_id = %c.client_id,
+            username = c.username.as_deref().unwrap_or(""),
+            %peer,
+            "connection refused: {refusal}"
+        );
+        refuse(io, v, refusal.reason_code());
         return Err(v);
     }
     let cfg = &broker.config;
@@ -229,7 +257,11 @@ where
             }
         }
     };
-    if c.clean_start && existed {
+    // A session is resumed only by its owner: a client id taken by another user (or by an
+    // anonymous client) starts afresh, as with Clean Start.
+    let fresh =
+        c.clean_start || (existed && handle.state().owner.as_deref() != c.username.as_deref());
+    if fresh && existed {
         finish_session(broker, &handle);
     }
     let params = ConnectionParams {
@@ -243,11 +275,12 @@ where
             .min(crate::config::MAX_PACKET_SIZE),
         topic_alias_maximum: c.properties.topic_alias_maximum.unwrap_or(0),
     };
-    let session_present = existed && !c.clean_start;
+    let session_present = existed && !fresh;
     {
         let mut s = handle.state();
         if !session_present {
             *s = Session::new(broker.session_limits);
+            s.owner = c.username.as_deref().map(Box::from);
         }
         s.expiry_interval = expiry;
         // A client back before its Will Delay Interval ran out cancels the will.
@@ -283,6 +316,12 @@ where
         connect_expiry: expiry,
         serial,
         inbound_aliases: Default::default(),
+        identity: Box::new(Identity {
+            username: c.username.map(String::into_boxed_str),
+            ip: peer.ip().to_canonical(),
+            cert_cn: None,
+        }),
+        acl: broker.auth.acl_view(),
     })
 }
 

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -28,6 +28,7 @@ use super::registry::{arm_timers, finish_session, LinkSerial, SessionHandle, Ses
 use super::transport::Upgrade;
 use super::Broker;
 use super::{connect, keepalive};
+use crate::auth::{AclView, Action, Subject};
 use crate::mqtt::{
     decode, encode, Disconnect, Packet, ProtocolVersion, PubAck, Publish, QoS, ReasonCode, Will,
 };
@@ -191,6 +192,22 @@ pub(crate) struct Connection {
     pub(crate) serial: LinkSerial,
     /// Topic aliases the client set on this connection.
     pub(crate) inbound_aliases: BTreeMap<u16, Arc<str>>,
+    /// Who the client is, as ACL rules name it; fixed at CONNECT. Boxed: it is read only when
+    /// there is an ACL, and keeps the serving state small.
+    pub(crate) identity: Box<Identity>,
+    /// The ACL in force, refreshed before each check.
+    pub(crate) acl: AclView,
+}
+
+/// What the ACL knows of a client besides its client id, taken once at CONNECT.
+#[derive(Debug, Clone)]
+pub(crate) struct Identity {
+    /// The user name from CONNECT (verified when there is a password file).
+    pub(crate) username: Option<Box<str>>,
+    /// The peer address, IPv4-mapped IPv6 addresses given as IPv4.
+    pub(crate) ip: IpAddr,
+    /// Common name of the client certificate; not extracted yet, always None.
+    pub(crate) cert_cn: Option<Box<str>>,
 }
 
 impl Connection {
@@ -213,6 +230,42 @@ impl Connection {
         self.handle().set_keepalive_deadline(0);
         self.heard_from();
         self.on_bytes(io)
+    }
+
+    /// Whether the ACL in force lets this client publish to `topic` (a topic name) or subscribe
+    /// to `topic` (a valid filter). Without an ACL file this is one atomic load.
+    pub(crate) fn acl_allows(&mut self, action: Action, topic: &str) -> bool {
+        self.broker.auth.refresh(&mut self.acl);
+        let Some(acl) = self.acl.get() else {
+            return true;
+        };
+        let subject = Subject {
+            username: self.identity.username.as_deref(),
+            client_id: &self.me.0.client_id,
+            ip: self.identity.ip,
+            cert_cn: self.identity.cert_cn.as_deref(),
+        };
+        match action {
+            Action::Publish => acl.may_publish(&subject, topic),
+            Action::Subscribe => acl.may_subscribe(&subject, topic),
+        }
+    }
+
+    /// Counts a request the ACL denied; logs it at debug, and at warn once per power of two so
+    /// a client retrying in a loop cannot flood the log.
+    pub(crate) fn acl_denied(&self, what: &str, topic: &str) {
+        let total = self
+            .broker
+            .metrics
+            .acl_denied
+            .fetch_add(1, Ordering::Relaxed)
+            + 1;
+        let client_id = &self.handle().client_id;
+        if total.is_power_of_two() {
+            tracing::warn!(%client_id, topic, denied_total = total, "ACL denied {what}");
+        } else {
+            tracing::debug!(%client_id, topic, "ACL denied {what}");
+        }
     }
 
     /// Moves the keepalive deadline on: the client just sent something.
@@ -408,17 +461,18 @@ impl Connection {
             .metrics
             .messages_received
             .fetch_add(1, Ordering::Relaxed);
-        let route_now = match p.qos {
-            QoS::ExactlyOnce => {
-                let mut s = self.handle().state();
-                let receive_max = usize::from(limits.receive_maximum);
-                if s.inbound_in_flight() >= receive_max && !s.has_inbound_qos2(p.packet_id) {
-                    return Err(Ending::Violation(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED));
-                }
-                s.on_inbound_qos2(p.packet_id)
-            }
+        let allowed = self.acl_allows(Action::Publish, &topic);
+        if !allowed {
+            self.acl_denied("publish", &topic);
+        }
+        // MQTT 5 refuses with 0x87, which ends a QoS 2 exchange at PUBREC. 3.x has no way to say
+        // no: its acknowledgements go out as usual and the message is dropped.
+        let refuse = !allowed && self.version.is_v5();
+        let first_time = match p.qos {
+            QoS::ExactlyOnce if !refuse => self.accept_qos2(p.packet_id)?,
             _ => true,
         };
+        let route_now = allowed && first_time;
         let mut matched = 0;
         if route_now {
             let m = message(
@@ -431,7 +485,9 @@ impl Connection {
             );
             matched = route(&self.broker, Arc::new(m), Some(&self.me));
         }
-        let reason = if matched == 0 && route_now {
+        let reason = if refuse {
+            ReasonCode::NOT_AUTHORIZED
+        } else if matched == 0 && route_now {
             ReasonCode::NO_MATCHING_SUBSCRIBERS
         } else {
             ReasonCode::SUCCESS
@@ -442,6 +498,17 @@ impl Connection {
             QoS::ExactlyOnce => self.ack(Packet::PubRec, p.packet_id, reason, out),
         }
         Ok(())
+    }
+
+    /// Records an inbound QoS 2 packet id until its PUBREL; false for a duplicate, which is
+    /// acknowledged but not routed again.
+    fn accept_qos2(&mut self, packet_id: u16) -> Result<bool, Ending> {
+        let receive_max = usize::from(self.broker.config.limits.receive_maximum);
+        let mut s = self.handle().state();
+        if s.inbound_in_flight() >= receive_max && !s.has_inbound_qos2(packet_id) {
+            return Err(Ending::Violation(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED));
+        }
+        Ok(s.on_inbound_qos2(packet_id))
     }
 
     /// The topic of an inbound PUBLISH, applying and recording Topic Aliases (MQTT 5 3.3.2.3.4).
@@ -484,15 +551,24 @@ impl Connection {
     /// Detaches the session and settles its future: will now or later, session ended now or at
     /// expiry. A successor that took the session over has already been waiting for this.
     fn finish(mut self, ending: Ending) {
+        let will = match ending {
+            Ending::ClientDisconnect { with_will: false } => None,
+            _ => self.will.take(),
+        };
+        // As Mosquitto does, the CONNECT with a will is accepted and the will is checked when it
+        // is due: here, with the ACL in force as the connection ends (for a delayed will too).
+        let will = will.filter(|w| {
+            let allowed = self.acl_allows(Action::Publish, &w.topic);
+            if !allowed {
+                self.acl_denied("will", &w.topic);
+            }
+            allowed
+        });
         let broker = &self.broker;
         broker
             .metrics
             .clients_connected
             .fetch_sub(1, Ordering::Relaxed);
-        let will = match ending {
-            Ending::ClientDisconnect { with_will: false } => None,
-            _ => self.will.take(),
-        };
         let will_delay = will
             .as_ref()
             .map(|w| w.properties.will_delay_interval.unwrap_or(0));

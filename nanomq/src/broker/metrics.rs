@@ -25,4 +25,8 @@ pub struct Metrics {
     pub messages_dropped: AtomicU64,
     /// Messages dropped because their expiry ran out before delivery.
     pub messages_expired: AtomicU64,
+    /// CONNECTs refused by authentication: anonymous, bad credentials, or no verification slot.
+    pub connects_refused_auth: AtomicU64,
+    /// PUBLISHes, wills and subscription filters the ACL denied.
+    pub acl_denied: AtomicU64,
 }

@@ -27,6 +27,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use crate::auth::Authenticator;
 use crate::config::{Config, QueueFullPolicy};
 use crate::router::{RetainedStore, SubscriptionTree};
 use crate::session::{FullPolicy, Message, SessionLimits};
@@ -69,9 +70,11 @@ pub enum BrokerError {
     NoListeners,
 }
 
-/// Serves MQTT on bound listeners until `shutdown` resolves, then shuts down gracefully.
+/// Serves MQTT on bound listeners until `shutdown` resolves, then shuts down gracefully. `auth`
+/// checks CONNECTs and holds the ACL; the caller keeps a clone to reload it.
 pub async fn serve(
     config: Config,
+    auth: Arc<Authenticator>,
     listeners: Vec<Listener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), BrokerError> {
@@ -79,7 +82,7 @@ pub async fn serve(
         return Err(BrokerError::NoListeners);
     }
     let (stop_tx, stop_rx) = watch::channel(false);
-    let broker = Arc::new(Broker::new(config, stop_rx));
+    let broker = Arc::new(Broker::new(config, auth, stop_rx));
     // Every connection task holds a clone; `recv` returns None once the last one is dropped.
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
 
@@ -114,6 +117,7 @@ pub async fn serve(
 /// State shared by every task of one broker.
 pub(crate) struct Broker {
     pub(crate) config: Config,
+    pub(crate) auth: Arc<Authenticator>,
     pub(crate) subscriptions: SubscriptionTree<SessionRef>,
     pub(crate) retained: RetainedStore<Arc<Message>>,
     pub(crate) sessions: SessionRegistry,
@@ -130,7 +134,7 @@ impl Broker {
         u32::try_from(self.started.elapsed().as_secs()).unwrap_or(u32::MAX)
     }
 
-    fn new(config: Config, stop: watch::Receiver<bool>) -> Self {
+    fn new(config: Config, auth: Arc<Authenticator>, stop: watch::Receiver<bool>) -> Self {
         let l = &config.limits;
         let session_limits = SessionLimits {
             max_queued: u32::try_from(l.max_queued_messages).unwrap_or(u32::MAX),
@@ -155,6 +159,7 @@ impl Broker {
             stop,
             connect_rate: admission::ConnectRate::new(config.limits.connect_rate_per_ip),
             config,
+            auth,
         }
     }
 }

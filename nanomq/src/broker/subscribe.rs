@@ -1,5 +1,5 @@
-//! SUBSCRIBE and UNSUBSCRIBE: per-filter checks and reason codes, the topic tree, the session's
-//! own list of its filters, and retained messages sent per Retain Handling.
+//! SUBSCRIBE and UNSUBSCRIBE: per-filter checks (the ACL among them) and reason codes, the topic
+//! tree, the session's own list of its filters, and retained messages sent per Retain Handling.
 
 use std::sync::Arc;
 
@@ -8,6 +8,7 @@ use tokio::time::Instant;
 
 use super::connection::{Connection, Ending};
 use super::publish::deliver;
+use crate::auth::Action;
 use crate::mqtt::{
     encode, Packet, ReasonCode, RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck,
     Unsubscribe,
@@ -66,6 +67,12 @@ impl Connection {
         if !cfg.mqtt.wildcard_subscriptions && plain.contains(['+', '#']) {
             return Ok(ReasonCode::WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED);
         }
+        // 3.x SUBACKs carry 0x80 for it.
+        if !self.acl_allows(Action::Subscribe, filter) {
+            self.acl_denied("subscribe", filter);
+            return Ok(ReasonCode::NOT_AUTHORIZED);
+        }
+        let cfg = &self.broker.config;
         let max_subs = cfg.limits.max_subscriptions_per_client;
         {
             let s = self.handle().state();

@@ -24,6 +24,9 @@ pub(super) enum Command {
     Start(StartArgs),
     /// Parse and validate a config file, then exit without starting the broker.
     CheckConfig(CheckConfigArgs),
+    /// Add a user to a password file, change its password, or delete it, like
+    /// mosquitto_passwd.
+    Passwd(PasswdArgs),
     /// Publish a message, like mosquitto_pub.
     #[command(disable_help_flag = true)]
     Pub(PubArgs),
@@ -50,6 +53,25 @@ pub(super) struct CheckConfigArgs {
     /// TOML config file to check.
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
+}
+
+/// `nanomq passwd`.
+#[derive(Debug, Args)]
+pub(super) struct PasswdArgs {
+    /// Password file; created with mode 0600 when missing.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// User to add, update or delete.
+    #[arg(value_name = "USER")]
+    pub user: String,
+    /// The password. Without it, it is asked twice when standard input is a terminal, or read
+    /// as one line from standard input otherwise (a password given here is visible to other
+    /// users of the machine while the command runs).
+    #[arg(short, long, conflicts_with = "delete")]
+    pub password: Option<String>,
+    /// Delete the user instead.
+    #[arg(short = 'D', long)]
+    pub delete: bool,
 }
 
 /// Connection options shared by `pub` and `sub`.
@@ -235,6 +257,36 @@ mod tests {
         }
         assert_eq!(
             error_kind(&["check-config"]),
+            ErrorKind::MissingRequiredArgument
+        );
+    }
+
+    #[test]
+    fn passwd_takes_a_file_a_user_and_options() {
+        match parse(&["passwd", "pw", "alice"]).unwrap().command {
+            Some(Command::Passwd(a)) => {
+                assert_eq!((a.file, a.user.as_str()), (PathBuf::from("pw"), "alice"));
+                assert_eq!((a.password, a.delete), (None, false));
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["passwd", "pw", "bob", "--password", "s3cret"])
+            .unwrap()
+            .command
+        {
+            Some(Command::Passwd(a)) => assert_eq!(a.password.as_deref(), Some("s3cret")),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["passwd", "-D", "pw", "bob"]).unwrap().command {
+            Some(Command::Passwd(a)) => assert!(a.delete),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            error_kind(&["passwd", "pw", "bob", "-D", "-p", "x"]),
+            ErrorKind::ArgumentConflict
+        );
+        assert_eq!(
+            error_kind(&["passwd", "pw"]),
             ErrorKind::MissingRequiredArgument
         );
     }

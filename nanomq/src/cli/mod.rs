@@ -1,6 +1,7 @@
 //! The `nanomq` command line: `start` (the default) runs the broker, `check-config` validates a
-//! config file, and `pub` / `sub` are mosquitto_pub / mosquitto_sub look-alikes built on the
-//! project's own codec, for testing a broker from a shell. `bench` (cargo feature `bench`, on by
+//! config file, `passwd` manages the password file, and `pub` / `sub` are mosquitto_pub /
+//! mosquitto_sub look-alikes built on the project's own codec, for testing a broker from a
+//! shell. `bench` (cargo feature `bench`, on by
 //! default) is a load generator for comparing brokers.
 //!
 //! Errors here are `anyhow`: each command either succeeds (exit 0) or prints one message,
@@ -10,6 +11,7 @@ mod args;
 #[cfg(feature = "bench")]
 mod bench;
 mod client;
+mod passwd;
 mod pub_cmd;
 mod start;
 mod sub_cmd;
@@ -26,6 +28,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Start(StartArgs::default())) {
         Command::Start(args) => start::start(args),
         Command::CheckConfig(args) => start::check_config(args),
+        Command::Passwd(args) => passwd::run(args),
         Command::Pub(args) => pub_cmd::run(args),
         Command::Sub(args) => sub_cmd::run(args),
         #[cfg(feature = "bench")]

@@ -2,10 +2,12 @@
 //! run the broker until SIGINT or SIGTERM, and reload the config on SIGHUP.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 
 use super::args::{CheckConfigArgs, StartArgs};
+use crate::auth::Authenticator;
 use crate::broker::{CertificateReloader, Listener};
 use crate::config::Config;
 use crate::service::{self, LogControl, ServiceState, Signal, Signals};
@@ -22,6 +24,10 @@ pub(super) fn start(args: StartArgs) -> anyhow::Result<()> {
         Some(path) => tracing::info!(path = %path.display(), "config loaded"),
         None => tracing::info!("no config file given: using built-in defaults (tcp 0.0.0.0:1883)"),
     }
+    // Before anything listens: a password or ACL file that does not load stops the start,
+    // naming its line.
+    let auth = Arc::new(Authenticator::load(&config.auth)?);
+    tracing::info!("auth: {}", auth.summary());
     // Room for every connection the config allows, plus listeners and the like.
     let expected = config.limits.max_connections as u64 + 64;
     match super::raise_open_file_limit(expected) {
@@ -47,19 +53,22 @@ pub(super) fn start(args: StartArgs) -> anyhow::Result<()> {
             path: args.config,
             log,
             certificates: listeners.iter().map(Listener::reloader).collect(),
+            auth: auth.clone(),
             running: config.clone(),
         };
         let supervisor = answer_signals(signals, reload);
-        crate::broker::serve(config, listeners, supervisor).await?;
+        crate::broker::serve(config, auth, listeners, supervisor).await?;
         anyhow::Ok(())
     })?;
     tracing::info!("broker stopped");
     Ok(())
 }
 
-/// Parses and validates a config file, reporting the first problem with its line.
+/// Parses and validates a config file, and the password and ACL files it names, reporting the
+/// first problem with its line.
 pub(super) fn check_config(args: CheckConfigArgs) -> anyhow::Result<()> {
-    Config::load(&args.file)?;
+    let config = Config::load(&args.file)?;
+    Authenticator::load(&config.auth)?;
     println!("{}: OK", args.file.display());
     Ok(())
 }
@@ -83,21 +92,25 @@ async fn answer_signals(mut signals: Signals, mut reload: Reload) {
     }
 }
 
-/// What SIGHUP reloads: the config file and the listeners' certificates.
+/// What SIGHUP reloads: the config file, the listeners' certificates, and the password and ACL
+/// files.
 struct Reload {
     path: Option<PathBuf>,
     log: LogControl,
     certificates: Vec<CertificateReloader>,
+    /// The broker's authenticator; its files are read again on every reload.
+    auth: Arc<Authenticator>,
     /// The config as the broker runs it.
     running: Config,
 }
 
 impl Reload {
     /// Reads the config file again. A file that does not load is refused as a whole and the
-    /// running config stays. What can change live is applied: the log level, and the TLS
-    /// certificates (read again from the files the listeners were started with). Other changed
-    /// sections are named as waiting for a restart, and stay pending (named again on the next
-    /// reload).
+    /// running config stays. What can change live is applied: the log level, the TLS
+    /// certificates (read again from the files the listeners were started with), and `[auth]`
+    /// with the password and ACL files (read again even when `[auth]` did not change; a file
+    /// that does not load is refused and the ones in use stay). Other changed sections are
+    /// named as waiting for a restart, and stay pending (named again on the next reload).
     fn run(&mut self) {
         let Some(path) = &self.path else {
             tracing::info!("received SIGHUP: running on built-in defaults, nothing to reload");
@@ -131,6 +144,15 @@ impl Reload {
                 ),
             }
         }
+        match self.auth.reload(&new.auth) {
+            Ok(summary) => {
+                tracing::info!("auth reloaded: {summary}");
+                self.running.auth = new.auth.clone();
+            }
+            Err(e) => {
+                tracing::error!("auth reload refused, the password file and ACL in use stay: {e}")
+            }
+        }
         let pending = sections_needing_restart(&self.running, &new);
         if pending.is_empty() {
             tracing::info!(path = %path.display(), "config reloaded");
@@ -144,7 +166,8 @@ impl Reload {
     }
 }
 
-/// The sections of `new` that differ from the running config and cannot change live.
+/// The sections of `new` that differ from the running config and cannot change live (`[log]`
+/// and `[auth]` can).
 fn sections_needing_restart(running: &Config, new: &Config) -> Vec<&'static str> {
     let Config {
         log: _,
@@ -153,6 +176,7 @@ fn sections_needing_restart(running: &Config, new: &Config) -> Vec<&'static str>
         limits,
         mqtt,
         sys,
+        auth: _,
     } = new;
     [
         ("[runtime]", *runtime != running.runtime),

@@ -40,6 +40,8 @@ pub struct Config {
     pub mqtt: MqttConfig,
     /// `[sys]`: the `$SYS/broker/...` statistics topics.
     pub sys: SysConfig,
+    /// `[auth]`: password file, ACL file and whether anonymous clients may connect.
+    pub auth: AuthConfig,
 }
 
 impl Default for Config {
@@ -51,6 +53,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             mqtt: MqttConfig::default(),
             sys: SysConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -312,4 +315,20 @@ impl Default for SysConfig {
     fn default() -> Self {
         SysConfig { interval_secs: 10 }
     }
+}
+
+/// `[auth]` section: who may connect, and what they may publish and subscribe to. Both files are
+/// read at start (a broken one stops the start, naming its line) and again on every reload
+/// (SIGHUP), when a broken one is refused and the one in use stays. See [`crate::auth`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Whether clients that send no user name may connect. Absent means false when
+    /// `password_file` is set and true otherwise.
+    pub allow_anonymous: Option<bool>,
+    /// `user:hash` lines, managed with `nanomq passwd FILE USER`; Mosquitto password files
+    /// (`$7$` and `$6$` hashes) are read too. Absent means user names are not checked.
+    pub password_file: Option<PathBuf>,
+    /// Rules for PUBLISH and SUBSCRIBE, first match wins. Absent means everything is allowed.
+    pub acl_file: Option<PathBuf>,
 }

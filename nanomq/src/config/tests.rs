@@ -88,6 +88,31 @@ fn example_file_documents_every_key() {
     assert_eq!(checked, 29);
 }
 
+/// Keys without a default value (None) are shown commented out, each with its comment.
+#[test]
+fn example_file_shows_the_optional_keys() {
+    for key in [
+        "[auth]",
+        "# allow_anonymous = ",
+        "# password_file = ",
+        "# acl_file = ",
+    ] {
+        let at = EXAMPLE
+            .lines()
+            .position(|l| l.starts_with(key))
+            .unwrap_or_else(|| panic!("{key} missing from the example"));
+        if key.starts_with("# ") {
+            let comment = EXAMPLE.lines().nth(at - 1).unwrap();
+            assert!(
+                comment.starts_with('#') && !comment.contains(" = "),
+                "{key} has no comment above it"
+            );
+        }
+    }
+    let auth = parse(EXAMPLE).unwrap().auth;
+    assert_eq!(auth, AuthConfig::default());
+}
+
 #[test]
 fn full_custom_file() {
     let text = r#"
@@ -133,6 +158,11 @@ max_qos = 1
 
 [sys]
 interval_secs = 0
+
+[auth]
+allow_anonymous = true
+password_file = "/etc/nanomq/passwd"
+acl_file = "/etc/nanomq/acl"
 "#;
     let config = parse(text).unwrap();
     let expected = Config {
@@ -180,6 +210,11 @@ interval_secs = 0
             max_qos: 1,
         },
         sys: SysConfig { interval_secs: 0 },
+        auth: AuthConfig {
+            allow_anonymous: Some(true),
+            password_file: Some("/etc/nanomq/passwd".into()),
+            acl_file: Some("/etc/nanomq/acl".into()),
+        },
     };
     assert_eq!(config, expected);
 }

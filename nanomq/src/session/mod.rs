@@ -144,6 +144,10 @@ pub struct Session {
     pub expiry_interval: u32,
     /// A will waiting for its Will Delay Interval or for the session to end.
     pub pending_will: Option<Box<Will>>,
+    /// The user name of the connection that started the session (None: anonymous). Only a
+    /// connection with the same user name resumes it, so what was granted to one user (its
+    /// subscriptions, its queued messages) never goes to another.
+    pub owner: Option<Box<str>>,
     attached: Option<Attached>,
 }
 
@@ -158,6 +162,7 @@ impl Session {
             subscriptions: BTreeMap::new(),
             expiry_interval: 0,
             pending_will: None,
+            owner: None,
             attached: None,
         }
     }

@@ -28,7 +28,9 @@ mod tls;
 mod websocket;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
+use nanomq::auth::Authenticator;
 use nanomq::broker::{bind, serve, BrokerError, CertificateReloader};
 use nanomq::config::Config;
 use tokio::sync::oneshot;
@@ -64,7 +66,8 @@ impl TestBroker {
                 let addrs: Vec<_> = listeners.iter().map(|l| l.local_addr()).collect();
                 let reloaders: Vec<_> = listeners.iter().map(|l| l.reloader()).collect();
                 let _ = bound.send(Ok((addrs, reloaders)));
-                let result = serve(config, listeners, async move {
+                let auth = Arc::new(Authenticator::load(&config.auth).expect("auth config"));
+                let result = serve(config, auth, listeners, async move {
                     let _ = stopped.await;
                 })
                 .await;

@@ -1,7 +1,9 @@
 //! In-process broker tests on the paused tokio clock: timers (keepalive, CONNECT timeout, will
 //! delay, session expiry) are checked exactly and instantly over real loopback sockets.
-//! `limits` checks every configured limit and capability switch the same way.
+//! `limits` checks every configured limit and capability switch the same way; `auth` the
+//! password file and the ACL.
 
+mod auth;
 mod limits;
 
 use std::net::SocketAddr;
@@ -26,8 +28,9 @@ async fn start(mut config: Config) -> (SocketAddr, tokio::sync::oneshot::Sender<
     config.listeners[0].bind = "127.0.0.1:0".parse().unwrap();
     let listeners = super::bind(&config).await.unwrap();
     let addr = listeners[0].local_addr();
+    let auth = std::sync::Arc::new(crate::auth::Authenticator::load(&config.auth).unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(super::serve(config, listeners, async move {
+    tokio::spawn(super::serve(config, auth, listeners, async move {
         let _ = rx.await;
     }));
     (addr, tx)

@@ -8,8 +8,6 @@
 
 #[cfg(feature = "tls")]
 mod tls;
-#[cfg(feature = "tls")]
-mod x509;
 #[cfg(feature = "websocket")]
 mod ws;
 
