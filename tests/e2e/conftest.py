@@ -5,10 +5,13 @@ under the repo root). BROKER=mosquitto runs the same suites against Debian's mos
 instead, only to check that the tests themselves are right; tests that rely on
 nanomq-specific config or behaviour carry @pytest.mark.nanomq_only and skip there.
 
-nanomq binds 127.0.0.1:0 and logs `listening on tcp HOST:PORT` to stderr; the fixture
-reads stderr until it sees that line (20 s timeout), then keeps draining stderr to a log
-file in a thread so the pipe never fills. The log is attached to the report of a failing
-test. Every process started here is stopped in teardown, whatever the test did.
+nanomq binds 127.0.0.1:0 and logs `listening on KIND HOST:PORT` to stderr for each listener
+(KIND = tcp, tls, ws or wss, in config order); the fixture reads stderr until it has seen one
+line per configured listener (20 s timeout), then keeps draining stderr to a log file in a
+thread so the pipe never fills. `Broker.port` is the first tcp listener's port,
+`Broker.listeners` every (kind, port) in order and `Broker.port_of(kind)` the first of a
+kind. The log is attached to the report of a failing test. Every process started here is
+stopped in teardown, whatever the test did.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ IS_NANOMQ = BROKER == "nanomq"
 
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
-LISTENING_RE = re.compile(r"listening on tcp (\S+):(\d+)")
+LISTENING_RE = re.compile(r"listening on (tcp|tls|wss|ws) (\S+):(\d+)")
 ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 SETPRIV = shutil.which("setpriv")
 
@@ -104,13 +107,19 @@ def _toml_value(v) -> str:
 
 
 def to_toml(cfg: dict) -> str:
-    """Enough TOML for our config: top-level tables of scalars and arrays of tables."""
+    """Enough TOML for our config: top-level tables of scalars and arrays of tables, whose
+    entries may hold one level of sub-tables (`[listeners.tls]` after its `[[listeners]]`)."""
     lines = []
     for section, body in cfg.items():
         if isinstance(body, list) and body and all(isinstance(x, dict) for x in body):
             for entry in body:
                 lines.append(f"[[{section}]]")
-                lines += [f"{k} = {_toml_value(v)}" for k, v in entry.items()]
+                lines += [f"{k} = {_toml_value(v)}" for k, v in entry.items()
+                          if not isinstance(v, dict)]
+                for k, v in entry.items():
+                    if isinstance(v, dict):
+                        lines.append(f"[{section}.{k}]")
+                        lines += [f"{kk} = {_toml_value(vv)}" for kk, vv in v.items()]
                 lines.append("")
         elif isinstance(body, dict):
             lines.append(f"[{section}]")
@@ -177,6 +186,8 @@ class Broker:
         self.config = config
         self.host = "127.0.0.1"
         self.port: int | None = None
+        # (kind, port) per listener, in config order: what the broker logged.
+        self.listeners: list[tuple[str, int]] = []
         self.proc: subprocess.Popen | None = None
         self.log_path = workdir / "broker.log"
         self._log_lock = threading.Lock()
@@ -201,6 +212,7 @@ class Broker:
         else:
             binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
             self.port = free_port()
+            self.listeners = [("tcp", self.port)]
             conf = self.workdir / "mosquitto.conf"
             conf.write_text(to_mosquitto_conf(self.config, self.port))
             argv = [binary, "-c", str(conf)]
@@ -224,7 +236,8 @@ class Broker:
                 code = self.proc.poll()
                 self.kill()
                 why = (f"exited with code {code}" if code is not None
-                       else f"no 'listening on tcp' line within {START_TIMEOUT:.0f}s")
+                       else f"{len(self.listeners)} of {self._expected_listeners()} "
+                       f"'listening on' lines within {START_TIMEOUT:.0f}s")
                 pytest.fail(f"nanomq did not start ({why}); log:\n{self.log_text()}")
         else:
             while not self._accepts_connections():
@@ -233,6 +246,17 @@ class Broker:
                     pytest.fail(f"mosquitto did not start; log:\n{self.log_text()}")
                 time.sleep(0.05)
         return self
+
+    def _expected_listeners(self) -> int:
+        # No [[listeners]] at all means nanomq's single default listener.
+        return len(self.config.get("listeners") or [None])
+
+    def port_of(self, kind: str) -> int:
+        """The port of the first listener of `kind` (tcp, tls, ws, wss)."""
+        for k, port in self.listeners:
+            if k == kind:
+                return port
+        raise AssertionError(f"{BROKER} has no {kind} listener: {self.listeners}")
 
     def _accepts_connections(self) -> bool:
         try:
@@ -252,11 +276,13 @@ class Broker:
                     line = ANSI_RE.sub("", raw_line.decode("utf-8", "replace"))
                     m = LISTENING_RE.search(line)
                     if m:
-                        self.host = m.group(1).strip("[]")
-                        if self.host in ("0.0.0.0", "::"):
-                            self.host = "127.0.0.1"
-                        self.port = int(m.group(2))
-                        self._port_found.set()
+                        kind, host, port = m.group(1), m.group(2).strip("[]"), int(m.group(3))
+                        self.listeners.append((kind, port))
+                        if kind == "tcp" and self.port is None:
+                            self.host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+                            self.port = port
+                        if len(self.listeners) >= self._expected_listeners():
+                            self._port_found.set()
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
         """SIGTERM, wait up to `timeout`, then SIGKILL. Returns the exit code."""
@@ -369,20 +395,46 @@ class Client:
 
     No automatic reconnect: a lost connection stays lost, so takeover tests can't
     ping-pong. Received messages go to a thread-safe queue; wait_for(n) collects them.
+
+    `transport` picks the broker's listener: tcp (default), tls, ws or wss, on the first
+    listener of that kind unless `port` says otherwise. `tls` (tls and wss) is either
+    keyword arguments for paho's `tls_set` (ca_certs, certfile, keyfile) or
+    {"context": ssl.SSLContext}; `ws_path` is the WebSocket path.
     """
 
     def __init__(self, broker: Broker, client_id: str = "", protocol=V5, clean_start=True,
                  session_expiry: int | None = None, keepalive: int = 30,
-                 connect_props: Properties | None = None, will: dict | None = None):
+                 connect_props: Properties | None = None, will: dict | None = None,
+                 transport: str = "tcp", port: int | None = None, tls: dict | None = None,
+                 ws_path: str = "/mqtt"):
         self.broker = broker
         self.protocol = protocol
         self.client_id = client_id
+        self._port = port
+        self._transport = transport
         self.messages: queue.Queue = queue.Queue()
         kw = {}
         if protocol != V5:
             kw["clean_session"] = clean_start
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                             protocol=protocol, **kw)
+                             protocol=protocol,
+                             transport="websockets" if transport in ("ws", "wss") else "tcp",
+                             **kw)
+        if transport in ("ws", "wss"):
+            self.c.ws_set_options(path=ws_path)
+        if transport in ("tls", "wss"):
+            tls = dict(tls or {})
+            if "context" in tls:
+                self.c.tls_set_context(tls["context"])
+            else:
+                self.c.tls_set(**tls)
+        if transport != "tcp":
+            # Only the loop thread may touch a TLS or WebSocket connection. Otherwise paho
+            # writes from the caller's thread while the loop thread reads and acks: that
+            # interleaves WebSocket frames (seen as garbage by the broker) and shares an SSL
+            # object between threads. With this no-op callback set, paho queues packets and
+            # wakes the loop thread to write them.
+            self.c.on_socket_register_write = lambda client, userdata, sock: None
         self.c.on_connect = self._on_connect
         self.c.on_message = self._on_message
         self.c.on_subscribe = self._on_subscribe
@@ -439,7 +491,11 @@ class Client:
                 cprops = cprops or Properties(PacketTypes.CONNECT)
                 cprops.SessionExpiryInterval = self._session_expiry
             kw["properties"] = cprops
-        self.c.connect(self.broker.host, self.broker.port, keepalive=self._keepalive, **kw)
+        port = self._port
+        if port is None:
+            port = (self.broker.port if self._transport == "tcp"
+                    else self.broker.port_of(self._transport))
+        self.c.connect(self.broker.host, port, keepalive=self._keepalive, **kw)
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         if not self._connected.wait(timeout):
