@@ -86,8 +86,8 @@ pub struct Subject<'a> {
     pub client_id: &'a str,
     /// The peer address; IPv4-mapped IPv6 addresses are given as IPv4.
     pub ip: IpAddr,
-    /// The common name of the client certificate. Not extracted yet: always None for now, so
-    /// `cn:` rules never match.
+    /// The common name of the client certificate, when the client presented one on a TLS
+    /// listener that verified it; `cn:` rules match nothing else.
     pub cert_cn: Option<&'a str>,
 }
 

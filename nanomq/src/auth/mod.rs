@@ -88,6 +88,9 @@ pub enum Refusal {
     BadCredentials,
     /// No verification slot came free before the CONNECT timeout.
     Busy,
+    /// The listener takes user names from client certificates, and this one has no name of
+    /// the configured kind.
+    CertificateWithoutName,
 }
 
 impl Refusal {
@@ -97,6 +100,7 @@ impl Refusal {
             Refusal::AnonymousNotAllowed => ReasonCode::NOT_AUTHORIZED,
             Refusal::BadCredentials => ReasonCode::BAD_USER_NAME_OR_PASSWORD,
             Refusal::Busy => ReasonCode::SERVER_BUSY,
+            Refusal::CertificateWithoutName => ReasonCode::NOT_AUTHORIZED,
         }
     }
 }
@@ -107,6 +111,9 @@ impl fmt::Display for Refusal {
             Refusal::AnonymousNotAllowed => "anonymous clients are not allowed",
             Refusal::BadCredentials => "bad user name or password",
             Refusal::Busy => "no password verification slot within the CONNECT timeout",
+            Refusal::CertificateWithoutName => {
+                "the client certificate has no name to use as the user name"
+            }
         })
     }
 }

@@ -184,8 +184,7 @@ fn subjects() {
     for (s, topic, allowed) in cases {
         assert_eq!(a.may_publish(&s, topic), allowed, "{s:?} {topic}");
     }
-    // cn: needs a certificate name; none is extracted yet, so only a subject that has one
-    // matches.
+    // cn: needs a certificate name: only a subject that has one matches.
     let mut with_cn = alice;
     assert!(!a.may_publish(&with_cn, "cn"));
     with_cn.cert_cn = Some("gateway-1");

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use super::connection::{Connection, Identity};
 use super::io::Io;
 use super::registry::{finish_session, Claim, SessionRef};
-use super::transport::Upgrade;
+use super::transport::{CertificateUsername, ClientCertificate, Upgrade};
 use super::Broker;
 use crate::auth::Refusal;
 use crate::mqtt::{
@@ -42,8 +42,8 @@ pub(crate) async fn handshake<U: Upgrade>(
         r = tokio::time::timeout_at(deadline, upgrade.upgrade(tcp)) => r,
         _ = stop.wait_for(|s| *s) => return None,
     };
-    let stream = match upgraded {
-        Ok(Ok(stream)) => stream,
+    let (stream, certificate) = match upgraded {
+        Ok(Ok(upgraded)) => upgraded,
         Ok(Err(e)) => {
             tracing::debug!(%peer, "transport handshake failed: {e}");
             return None;
@@ -54,7 +54,7 @@ pub(crate) async fn handshake<U: Upgrade>(
         }
     };
     let mut io = Io::new(stream);
-    let conn = negotiate(&broker, &mut io, peer, deadline).await?;
+    let conn = negotiate(&broker, &mut io, peer, certificate, deadline).await?;
     Some((conn, io))
 }
 
@@ -62,6 +62,7 @@ async fn negotiate<S>(
     broker: &Arc<Broker>,
     io: &mut Io<S>,
     peer: SocketAddr,
+    certificate: Option<ClientCertificate>,
     deadline: Instant,
 ) -> Option<Connection>
 where
@@ -87,7 +88,7 @@ where
             return None;
         }
     };
-    match accept(broker, io, *connect, peer, deadline).await {
+    match accept(broker, io, *connect, peer, certificate, deadline).await {
         Ok(conn) => Some(conn),
         Err(version) => {
             io.flush(broker).await;
@@ -196,8 +197,9 @@ async fn authenticate(broker: &Broker, c: &Connect, deadline: Instant) -> Result
 async fn accept<S>(
     broker: &Arc<Broker>,
     io: &mut Io<S>,
-    c: Connect,
+    mut c: Connect,
     peer: SocketAddr,
+    certificate: Option<ClientCertificate>,
     deadline: Instant,
 ) -> Result<Connection, ProtocolVersion>
 where
@@ -208,7 +210,17 @@ where
         refuse(io, v, code);
         return Err(v);
     }
-    if let Err(refusal) = authenticate(broker, &c, deadline).await {
+    let certificate = certificate.unwrap_or_default();
+    // A listener that takes user names from certificates: the certificate is the credential.
+    let verified = match certificate.username {
+        CertificateUsername::NotUsed => authenticate(broker, &c, deadline).await,
+        CertificateUsername::Name(name) => {
+            c.username = Some(name.into());
+            Ok(())
+        }
+        CertificateUsername::Missing => Err(Refusal::CertificateWithoutName),
+    };
+    if let Err(refusal) = verified {
         broker
             .metrics
             .connects_refused_auth
@@ -319,7 +331,7 @@ where
         identity: Box::new(Identity {
             username: c.username.map(String::into_boxed_str),
             ip: peer.ip().to_canonical(),
-            cert_cn: None,
+            cert_cn: certificate.common_name,
         }),
         acl: broker.auth.acl_view(),
     })

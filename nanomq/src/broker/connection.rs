@@ -206,7 +206,7 @@ pub(crate) struct Identity {
     pub(crate) username: Option<Box<str>>,
     /// The peer address, IPv4-mapped IPv6 addresses given as IPv4.
     pub(crate) ip: IpAddr,
-    /// Common name of the client certificate; not extracted yet, always None.
+    /// Common name of the client certificate, on TLS listeners that verified one.
     pub(crate) cert_cn: Option<Box<str>>,
 }
 

@@ -166,6 +166,19 @@ pub enum ClientCertificates {
     Required,
 }
 
+/// Where a TLS client's user name comes from; see [`TlsConfig::username_from`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UsernameFrom {
+    /// The CONNECT packet.
+    #[default]
+    Connect,
+    /// The client certificate's subject Common Name.
+    Cn,
+    /// The client certificate's first DNS, e-mail or URI Subject Alternative Name.
+    San,
+}
+
 /// `[listeners.tls]`: the server's identity and what it asks of clients. The files are read at
 /// start and again on every reload (SIGHUP), so renewed certificates take effect without a
 /// restart; connections already open keep the old ones.
@@ -183,6 +196,14 @@ pub struct TlsConfig {
     /// Client certificates: `none`, `optional` or `required`.
     #[serde(default)]
     pub verify: ClientCertificates,
+    /// Where a client's user name comes from: `connect` (the CONNECT packet, checked against
+    /// the password file), `cn` (its certificate's Common Name) or `san` (its certificate's
+    /// first DNS, e-mail or URI Subject Alternative Name). With `cn` or `san` the certificate
+    /// is the credential: no password is checked, and a certificate without that name is
+    /// refused (Not authorized); a client without a certificate (`verify = "optional"`) falls
+    /// back to CONNECT's user name and password.
+    #[serde(default)]
+    pub username_from: UsernameFrom,
     /// ALPN protocols offered; a client that offers ALPN must offer one of them. Absent means
     /// `["mqtt"]` for `tls` listeners and `["http/1.1"]` for `wss` ones; empty turns ALPN off.
     #[serde(default)]

@@ -478,3 +478,16 @@ fn kinds_left_out_of_the_build_name_their_feature() {
         assert!(e.to_string().contains("`websocket` cargo feature"), "{e}");
     }
 }
+
+#[test]
+fn user_names_from_certificates_need_client_certificates() {
+    let tls = "[listeners.tls]\ncert = \"s.crt\"\nkey = \"s.key\"\nusername_from = \"cn\"\n";
+    let (_, msg) = error(&format!("[[listeners]]\nkind = \"tls\"\n{tls}"));
+    assert!(msg.contains("listeners[0].tls.username_from"), "{msg}");
+    let config = parse(&format!(
+        "[[listeners]]\nkind = \"tls\"\n{tls}verify = \"required\"\nca = \"ca.crt\"\n"
+    ))
+    .unwrap();
+    let from = config.listeners[0].tls.as_ref().unwrap().username_from;
+    assert_eq!(from, UsernameFrom::Cn);
+}

@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 
-use super::{ClientCertificates, Config, ListenerConfig};
+use super::{ClientCertificates, Config, ListenerConfig, UsernameFrom};
 
 /// Smallest useful maximum packet size: a CONNECT with a short client id fits.
 pub const MIN_PACKET_SIZE: u32 = 16;
@@ -167,6 +167,16 @@ fn validate_transport(l: &ListenerConfig) -> Result<(), (&'static str, String)> 
             "tls.ca",
             "is needed to verify client certificates (tls.verify is not \"none\")".to_owned(),
         )),
+        (Some(tls), true)
+            if tls.username_from != UsernameFrom::Connect
+                && tls.verify == ClientCertificates::None =>
+        {
+            Err((
+                "tls.username_from",
+                "needs client certificates: set tls.verify to \"optional\" or \"required\""
+                    .to_owned(),
+            ))
+        }
         _ => Ok(()),
     }
 }

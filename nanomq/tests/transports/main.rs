@@ -23,6 +23,7 @@
 mod certificates;
 mod client;
 mod deadlines;
+mod identity;
 mod pki;
 mod tls;
 mod websocket;

@@ -56,6 +56,27 @@ impl Ca {
         Identity { cert, key }
     }
 
+    /// A client certificate with `common_name` (if any) and DNS Subject Alternative Names
+    /// `sans`, signed by this CA.
+    pub fn client(&self, common_name: Option<&str>, sans: &[&str]) -> Identity {
+        let sans: Vec<String> = sans.iter().map(|n| n.to_string()).collect();
+        let mut params = CertificateParams::new(sans).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "nanomq tests");
+        if let Some(cn) = common_name {
+            params.distinguished_name.push(DnType::CommonName, cn);
+        }
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        let key = KeyPair::generate().unwrap();
+        let cert = params
+            .signed_by(&key, &Issuer::from_params(&self.params, &self.key))
+            .unwrap();
+        Identity { cert, key }
+    }
+
     /// A server certificate for `localhost` and 127.0.0.1.
     pub fn server(&self) -> Identity {
         self.issue(

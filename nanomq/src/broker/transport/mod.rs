@@ -10,6 +10,8 @@
 mod tls;
 #[cfg(feature = "websocket")]
 mod ws;
+#[cfg(feature = "tls")]
+mod x509;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -25,7 +27,7 @@ use crate::config::{ListenerConfig, ListenerKind};
 #[cfg(feature = "tls")]
 pub use tls::TlsError;
 #[cfg(feature = "tls")]
-use tls::{TlsIdentity, TlsUpgrade};
+use tls::TlsIdentity;
 #[cfg(feature = "websocket")]
 use ws::WsUpgrade;
 
@@ -34,8 +36,34 @@ pub(crate) trait Upgrade: Send + 'static {
     /// The stream MQTT packets travel on.
     type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
 
-    /// Runs the transport's own handshake, if it has one.
-    fn upgrade(self, tcp: TcpStream) -> impl Future<Output = std::io::Result<Self::Stream>> + Send;
+    /// Runs the transport's own handshake, if it has one, and says what the client's
+    /// certificate told about it, if it presented one.
+    fn upgrade(
+        self,
+        tcp: TcpStream,
+    ) -> impl Future<Output = std::io::Result<(Self::Stream, Option<ClientCertificate>)>> + Send;
+}
+
+/// What a verified client certificate says about the client.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ClientCertificate {
+    /// The subject's Common Name, for ACL rules `cn:NAME`.
+    pub(crate) common_name: Option<Box<str>>,
+    /// The user name the listener takes from certificates (`tls.username_from`).
+    pub(crate) username: CertificateUsername,
+}
+
+/// Whether the client's user name comes from its certificate.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(not(feature = "tls"), allow(dead_code))] // only TLS listeners see certificates
+pub(crate) enum CertificateUsername {
+    /// The listener takes user names from CONNECT.
+    #[default]
+    NotUsed,
+    /// This name, which the certificate proves: no password is checked.
+    Name(Box<str>),
+    /// The listener takes user names from certificates, and this one has none of that kind.
+    Missing,
 }
 
 /// Plain TCP: no handshake of its own.
@@ -44,8 +72,11 @@ pub(crate) struct Plain;
 impl Upgrade for Plain {
     type Stream = TcpStream;
 
-    async fn upgrade(self, tcp: TcpStream) -> std::io::Result<TcpStream> {
-        Ok(tcp)
+    async fn upgrade(
+        self,
+        tcp: TcpStream,
+    ) -> std::io::Result<(TcpStream, Option<ClientCertificate>)> {
+        Ok((tcp, None))
     }
 }
 
@@ -117,7 +148,7 @@ impl Transport {
             }
             #[cfg(feature = "tls")]
             Transport::Tls(identity) => {
-                let upgrade = TlsUpgrade(identity.current());
+                let upgrade = identity.upgrade();
                 tokio::spawn(connection::serve(broker, tcp, peer, guard, upgrade));
             }
             #[cfg(feature = "websocket")]
@@ -127,7 +158,7 @@ impl Transport {
             }
             #[cfg(all(feature = "tls", feature = "websocket"))]
             Transport::Wss(identity, path) => {
-                let tls = TlsUpgrade(identity.current());
+                let tls = identity.upgrade();
                 let upgrade = WsUpgrade::new(tls, path.clone(), &broker);
                 tokio::spawn(connection::serve(broker, tcp, peer, guard, upgrade));
             }

@@ -11,8 +11,9 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
-use super::Upgrade;
-use crate::config::{ClientCertificates, ListenerConfig, ListenerKind, TlsConfig};
+use super::x509::certificate_names;
+use super::{CertificateUsername, ClientCertificate, Upgrade};
+use crate::config::{ClientCertificates, ListenerConfig, ListenerKind, TlsConfig, UsernameFrom};
 
 /// Why a TLS listener cannot start or reload. Every variant names the file at fault.
 #[derive(Debug, thiserror::Error)]
@@ -69,23 +70,63 @@ impl TlsIdentity {
         Ok(())
     }
 
-    /// The settings for a handshake starting now.
-    pub(crate) fn current(&self) -> Arc<ServerConfig> {
-        self.current
+    /// A handshake with the settings current now.
+    pub(crate) fn upgrade(&self) -> TlsUpgrade {
+        let config = self
+            .current
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .clone();
+        TlsUpgrade {
+            config,
+            username_from: self.settings.username_from,
+        }
     }
 }
 
 /// Runs the server side of a TLS handshake.
-pub(crate) struct TlsUpgrade(pub(crate) Arc<ServerConfig>);
+pub(crate) struct TlsUpgrade {
+    config: Arc<ServerConfig>,
+    username_from: UsernameFrom,
+}
 
 impl Upgrade for TlsUpgrade {
     type Stream = TlsStream<TcpStream>;
 
-    async fn upgrade(self, tcp: TcpStream) -> std::io::Result<Self::Stream> {
-        tokio_rustls::TlsAcceptor::from(self.0).accept(tcp).await
+    async fn upgrade(
+        self,
+        tcp: TcpStream,
+    ) -> std::io::Result<(Self::Stream, Option<ClientCertificate>)> {
+        let stream = tokio_rustls::TlsAcceptor::from(self.config)
+            .accept(tcp)
+            .await?;
+        // The first certificate is the client's own; rustls has verified the chain.
+        let certificate = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .map(|der| client_certificate(der, self.username_from));
+        Ok((stream, certificate))
+    }
+}
+
+/// What the listener takes from a verified certificate. A certificate whose DER cannot be
+/// read for names (rustls accepted it, so this is unlikely) gives no names at all.
+fn client_certificate(der: &[u8], username_from: UsernameFrom) -> ClientCertificate {
+    let names = certificate_names(der).unwrap_or_default();
+    let username = match username_from {
+        UsernameFrom::Connect => None,
+        UsernameFrom::Cn => Some(names.common_name.clone()),
+        UsernameFrom::San => Some(names.alternative_names.into_iter().next()),
+    };
+    ClientCertificate {
+        common_name: names.common_name.map(String::into_boxed_str),
+        username: match username {
+            None => CertificateUsername::NotUsed,
+            Some(Some(name)) if !name.is_empty() => CertificateUsername::Name(name.into()),
+            Some(_) => CertificateUsername::Missing,
+        },
     }
 }
 

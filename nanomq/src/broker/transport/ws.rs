@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
-use super::Upgrade;
+use super::{ClientCertificate, Upgrade};
 use crate::broker::Broker;
 
 /// Subprotocols MQTT clients ask for: `mqtt` (3.1.1 and 5) and `mqttv3.1`. The first one the
@@ -57,18 +57,22 @@ impl<I> WsUpgrade<I> {
 impl<I: Upgrade> Upgrade for WsUpgrade<I> {
     type Stream = WsStream<I::Stream>;
 
-    async fn upgrade(self, tcp: TcpStream) -> io::Result<Self::Stream> {
-        let stream = self.inner.upgrade(tcp).await?;
+    async fn upgrade(
+        self,
+        tcp: TcpStream,
+    ) -> io::Result<(Self::Stream, Option<ClientCertificate>)> {
+        let (stream, certificate) = self.inner.upgrade(tcp).await?;
         let path = self.path;
         #[allow(clippy::result_large_err)] // tungstenite's callback signature
         let accept = move |request: &Request, response: Response| answer(&path, request, response);
         let ws = tokio_tungstenite::accept_hdr_async_with_config(stream, accept, Some(self.config))
             .await
             .map_err(into_io)?;
-        Ok(WsStream {
+        let stream = WsStream {
             ws,
             unread: Bytes::new(),
-        })
+        };
+        Ok((stream, certificate))
     }
 }
 
