@@ -5,13 +5,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::mpsc;
 
 use super::admission::Admission;
 use super::transport::{Transport, TransportError};
 use super::{Broker, BrokerError};
 use crate::config::{Config, ListenerConfig, ListenerKind};
+
+/// Connections the kernel keeps ready for a listener until its accept loop takes them. std and
+/// tokio listen with 128; when a burst of clients (reconnecting after an outage, say) fills
+/// that, the kernel drops their SYNs and each one waits a second, then three, to retry. Linux
+/// caps the value at `net.core.somaxconn` (4096 by default).
+const ACCEPT_BACKLOG: u32 = 1024;
 
 /// A bound listener, ready for [`super::serve`].
 pub struct Listener {
@@ -30,13 +36,11 @@ pub async fn bind(config: &Config) -> Result<Vec<Listener>, BrokerError> {
             addr: l.bind,
             source,
         })?;
-        let socket = TcpListener::bind(l.bind)
-            .await
-            .map_err(|source| BrokerError::Bind {
-                kind: l.kind.name(),
-                addr: l.bind,
-                source,
-            })?;
+        let socket = listen(l.bind).map_err(|source| BrokerError::Bind {
+            kind: l.kind.name(),
+            addr: l.bind,
+            source,
+        })?;
         listeners.push(Listener {
             config: l.clone(),
             socket,
@@ -44,6 +48,17 @@ pub async fn bind(config: &Config) -> Result<Vec<Listener>, BrokerError> {
         });
     }
     Ok(listeners)
+}
+
+/// Binds `addr` as tokio's `TcpListener::bind` does (SO_REUSEADDR), with a longer backlog.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(ACCEPT_BACKLOG)
 }
 
 impl Listener {
