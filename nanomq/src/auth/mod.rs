@@ -36,7 +36,7 @@ mod tests_passwords;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use bytes::Bytes;
@@ -135,6 +135,9 @@ pub struct Authenticator {
     policy: RwLock<Arc<Policy>>,
     /// Bumped after every reload, so [`AclView`]s know to look again.
     generation: AtomicUsize,
+    /// Whether an ACL file is in force: connections without an identity of their own make
+    /// one only then.
+    acl_present: AtomicBool,
     /// One permit per password verification running.
     verifications: Arc<Semaphore>,
 }
@@ -157,8 +160,10 @@ impl Authenticator {
     /// Loads the files `config` names; an error names the file and line.
     pub fn load(config: &AuthConfig) -> Result<Authenticator, AuthError> {
         let permits = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let policy = Policy::load(config)?;
         Ok(Authenticator {
-            policy: RwLock::new(Arc::new(Policy::load(config)?)),
+            acl_present: AtomicBool::new(policy.acl.is_some()),
+            policy: RwLock::new(Arc::new(policy)),
             generation: AtomicUsize::new(0),
             verifications: Arc::new(Semaphore::new(permits)),
         })
@@ -169,7 +174,9 @@ impl Authenticator {
     pub fn reload(&self, config: &AuthConfig) -> Result<String, AuthError> {
         let policy = Arc::new(Policy::load(config)?);
         let summary = policy.summary.clone();
+        let acl_present = policy.acl.is_some();
         *self.policy.write().unwrap_or_else(PoisonError::into_inner) = policy;
+        self.acl_present.store(acl_present, Ordering::Release);
         self.generation.fetch_add(1, Ordering::Release);
         Ok(summary)
     }
@@ -236,6 +243,11 @@ impl Authenticator {
             generation,
             acl: self.current().acl.clone(),
         }
+    }
+
+    /// Whether an ACL file is in force; one atomic load.
+    pub fn has_acl(&self) -> bool {
+        self.acl_present.load(Ordering::Acquire)
     }
 
     /// Brings `view` up to date after a reload; one atomic load when nothing changed.

@@ -328,12 +328,11 @@ where
         connect_expiry: expiry,
         serial,
         inbound_aliases: Default::default(),
-        identity: Box::new(Identity {
-            username: c.username.map(String::into_boxed_str),
-            ip: peer.ip().to_canonical(),
-            cert_cn: certificate.common_name,
-        }),
-        acl: broker.auth.acl_view(),
+        identity: Identity::of(
+            c.username.map(String::into_boxed_str),
+            certificate.common_name,
+            &broker.auth,
+        ),
     })
 }
 

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -28,7 +28,7 @@ use super::registry::{arm_timers, finish_session, LinkSerial, SessionHandle, Ses
 use super::transport::Upgrade;
 use super::Broker;
 use super::{connect, keepalive};
-use crate::auth::{AclView, Action, Subject};
+use crate::auth::{AclView, Action, Authenticator, Subject};
 use crate::mqtt::{
     decode, encode, Disconnect, Packet, ProtocolVersion, PubAck, Publish, QoS, ReasonCode, Will,
 };
@@ -192,22 +192,38 @@ pub(crate) struct Connection {
     pub(crate) serial: LinkSerial,
     /// Topic aliases the client set on this connection.
     pub(crate) inbound_aliases: BTreeMap<u16, Arc<str>>,
-    /// Who the client is, as ACL rules name it; fixed at CONNECT. Boxed: it is read only when
-    /// there is an ACL, and keeps the serving state small.
-    pub(crate) identity: Box<Identity>,
+    /// Who the client is, as ACL rules name it, and the ACL it was last checked against.
+    /// Boxed and optional, as every idle connection pays for this struct: None for a client
+    /// with neither user name nor certificate until an ACL is in force.
+    pub(crate) identity: Option<Box<Identity>>,
+}
+
+/// What the ACL knows of a client besides its client id and address, taken once at CONNECT.
+#[derive(Debug)]
+pub(crate) struct Identity {
+    /// The user name from CONNECT (verified when there is a password file) or the certificate.
+    pub(crate) username: Option<Box<str>>,
+    /// Common name of the client certificate, on TLS listeners that verified one.
+    pub(crate) cert_cn: Option<Box<str>>,
     /// The ACL in force, refreshed before each check.
     pub(crate) acl: AclView,
 }
 
-/// What the ACL knows of a client besides its client id, taken once at CONNECT.
-#[derive(Debug, Clone)]
-pub(crate) struct Identity {
-    /// The user name from CONNECT (verified when there is a password file).
-    pub(crate) username: Option<Box<str>>,
-    /// The peer address, IPv4-mapped IPv6 addresses given as IPv4.
-    pub(crate) ip: IpAddr,
-    /// Common name of the client certificate, on TLS listeners that verified one.
-    pub(crate) cert_cn: Option<Box<str>>,
+impl Identity {
+    /// The identity of a client just accepted: only when it has something to say.
+    pub(crate) fn of(
+        username: Option<Box<str>>,
+        cert_cn: Option<Box<str>>,
+        auth: &Authenticator,
+    ) -> Option<Box<Identity>> {
+        (username.is_some() || cert_cn.is_some()).then(|| {
+            Box::new(Identity {
+                username,
+                cert_cn,
+                acl: auth.acl_view(),
+            })
+        })
+    }
 }
 
 impl Connection {
@@ -235,15 +251,29 @@ impl Connection {
     /// Whether the ACL in force lets this client publish to `topic` (a topic name) or subscribe
     /// to `topic` (a valid filter). Without an ACL file this is one atomic load.
     pub(crate) fn acl_allows(&mut self, action: Action, topic: &str) -> bool {
-        self.broker.auth.refresh(&mut self.acl);
-        let Some(acl) = self.acl.get() else {
+        let auth = &self.broker.auth;
+        if self.identity.is_none() {
+            if !auth.has_acl() {
+                return true;
+            }
+            self.identity = Some(Box::new(Identity {
+                username: None,
+                cert_cn: None,
+                acl: auth.acl_view(),
+            }));
+        }
+        let Some(identity) = self.identity.as_mut() else {
+            return true;
+        };
+        auth.refresh(&mut identity.acl);
+        let Some(acl) = identity.acl.get() else {
             return true;
         };
         let subject = Subject {
-            username: self.identity.username.as_deref(),
+            username: identity.username.as_deref(),
             client_id: &self.me.0.client_id,
-            ip: self.identity.ip,
-            cert_cn: self.identity.cert_cn.as_deref(),
+            ip: self.peer.ip().to_canonical(),
+            cert_cn: identity.cert_cn.as_deref(),
         };
         match action {
             Action::Publish => acl.may_publish(&subject, topic),
@@ -599,5 +629,20 @@ impl Connection {
         self.handle().set_keepalive_deadline(0);
         // A successor waiting to take the session over may go ahead now.
         broker.sessions.release(self.handle(), self.serial);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every idle connection holds one task: keep it within the 384-byte tokio task cell
+    /// (the cell is the future plus 136 bytes of header and trailer, rounded up to 128).
+    #[test]
+    fn connection_task_fits_its_cell() {
+        type Guard = (
+            super::super::admission::ConnectionSlot,
+            tokio::sync::mpsc::Sender<()>,
+        );
+        let size = std::mem::size_of::<super::ConnectionTask<tokio::net::TcpStream, Guard>>();
+        assert!(size <= 248, "ConnectionTask is {size} bytes");
     }
 }
