@@ -280,6 +280,26 @@ fn check_config_reports_ok_or_the_line() {
     assert!(stderr.contains(&expected), "{stderr}");
 }
 
+/// check-config reads the certificate files a TLS listener names, as a start would, and names
+/// the file at fault once.
+#[cfg(feature = "tls")]
+#[test]
+fn check_config_reads_certificate_files() {
+    let missing = std::env::temp_dir().join(format!("nanomq-no-such-{}.crt", std::process::id()));
+    let text = format!(
+        "[[listeners]]\nkind = \"tls\"\nbind = \"127.0.0.1:0\"\n[listeners.tls]\n\
+         cert = {0:?}\nkey = {0:?}\n",
+        missing.display().to_string()
+    );
+    let bad = TempConfig::new("check-tls", &text);
+    let (status, stdout, stderr) = command(&["check-config", bad.path()]);
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(stdout, "");
+    let path = missing.display().to_string();
+    assert_eq!(stderr.matches(&path).count(), 1, "{stderr}");
+    assert!(stderr.contains("certificate chain"), "{stderr}");
+}
+
 #[test]
 fn start_refuses_a_bad_config_and_stops_on_sigterm() {
     let bad = TempConfig::new("start-bad", "[mqtt]\nmax_qos = 3\n");

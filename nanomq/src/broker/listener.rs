@@ -31,15 +31,11 @@ pub struct Listener {
 pub async fn bind(config: &Config) -> Result<Vec<Listener>, BrokerError> {
     let mut listeners = Vec::with_capacity(config.listeners.len());
     for l in &config.listeners {
-        let transport = Transport::new(l).map_err(|source| BrokerError::Transport {
+        let transport = transport(l)?;
+        let socket = listen(l.bind).map_err(|error| BrokerError::Bind {
             kind: l.kind.name(),
             addr: l.bind,
-            source,
-        })?;
-        let socket = listen(l.bind).map_err(|source| BrokerError::Bind {
-            kind: l.kind.name(),
-            addr: l.bind,
-            source,
+            error,
         })?;
         listeners.push(Listener {
             config: l.clone(),
@@ -59,6 +55,24 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(ACCEPT_BACKLOG)
+}
+
+/// Loads every listener's certificates without binding anything: what `check-config` can
+/// promise about a start.
+pub fn check_transports(config: &Config) -> Result<(), BrokerError> {
+    for l in &config.listeners {
+        transport(l)?;
+    }
+    Ok(())
+}
+
+/// The transport `l` names, with its certificates loaded.
+fn transport(l: &ListenerConfig) -> Result<Transport, BrokerError> {
+    Transport::new(l).map_err(|error| BrokerError::Transport {
+        kind: l.kind.name(),
+        addr: l.bind,
+        error,
+    })
 }
 
 impl Listener {

@@ -32,7 +32,7 @@ use crate::config::{Config, QueueFullPolicy};
 use crate::router::{RetainedStore, SubscriptionTree};
 use crate::session::{FullPolicy, Message, SessionLimits};
 
-pub use listener::{bind, CertificateReloader, Listener};
+pub use listener::{bind, check_transports, CertificateReloader, Listener};
 pub use metrics::Metrics;
 use registry::{SessionRef, SessionRegistry};
 #[cfg(feature = "tls")]
@@ -46,24 +46,24 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
     /// A listener's address could not be bound.
-    #[error("cannot bind {kind} listener on {addr}: {source}")]
+    #[error("cannot bind {kind} listener on {addr}: {error}")]
     Bind {
         /// Listener kind from the configuration.
         kind: &'static str,
         /// Address from the configuration.
         addr: SocketAddr,
         /// The operating system's reason.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A listener's transport (its certificates) could not be set up.
-    #[error("{kind} listener on {addr}: {source}")]
+    #[error("{kind} listener on {addr}: {error}")]
     Transport {
         /// Listener kind from the configuration.
         kind: &'static str,
         /// Address from the configuration.
         addr: SocketAddr,
         /// What is wrong.
-        source: TransportError,
+        error: TransportError,
     },
     /// The configuration names no listener.
     #[error("no listeners configured")]

@@ -64,11 +64,12 @@ pub(super) fn start(args: StartArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Parses and validates a config file, and the password and ACL files it names, reporting the
-/// first problem with its line.
+/// Parses and validates a config file, and the password, ACL, certificate and key files it
+/// names, reporting the first problem with its file and line.
 pub(super) fn check_config(args: CheckConfigArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.file)?;
     Authenticator::load(&config.auth)?;
+    crate::broker::check_transports(&config)?;
     println!("{}: OK", args.file.display());
     Ok(())
 }
