@@ -7,6 +7,9 @@
 //! resumed session continues exactly where it stopped. Its fields are plain data so a store can
 //! persist them.
 
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod inflight;
 mod queue;
 

@@ -345,3 +345,25 @@ fn nothing_is_pending_once_every_resend_is_acknowledged() {
     assert!(s.on_puback(id));
     assert!(!s.has_pending());
 }
+
+/// The `session` fuzz target's committed corpus, replayed so its invariants are checked by every
+/// `cargo test`, with or without cargo-fuzz.
+#[test]
+fn fuzz_corpus_keeps_the_invariants() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/session");
+    let mut inputs: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    inputs.sort();
+    assert!(
+        inputs.len() >= 5,
+        "seed corpus missing in {}",
+        dir.display()
+    );
+    for path in inputs {
+        let data = std::fs::read(&path).unwrap();
+        let outcome = std::panic::catch_unwind(|| super::fuzzing::run(&data));
+        assert!(outcome.is_ok(), "{} breaks an invariant", path.display());
+    }
+}
