@@ -22,7 +22,7 @@ NANOMQ_OVERRIDE_SRCDIR_RSYNC_EXCLUSIONS = \
 NANOMQ_USERS = nanomq -1 nanomq -1 * /var/lib/nanomq - - nanomq MQTT broker
 
 # One Config.in option per cargo feature; never the default "bench" feature
-# (the load generator).
+# (the load generator) nor "fuzzing" (for nanomq/fuzz).
 NANOMQ_FEATURES =
 
 ifeq ($(BR2_PACKAGE_NANOMQ_SYSTEMD),y)

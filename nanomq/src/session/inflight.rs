@@ -5,8 +5,8 @@ use std::collections::VecDeque;
 use bytes::BytesMut;
 use tokio::time::Instant;
 
-use super::{Outgoing, WriteStats};
-use crate::mqtt::{encode, OutgoingPublish, Packet, ProtocolVersion, PubAck};
+use super::{ConnectionParams, Outgoing, WriteStats};
+use crate::mqtt::{encode, OutgoingPublish, Packet, PubAck};
 
 /// Where an outbound QoS 1/2 message is in its acknowledgement flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,11 +19,24 @@ pub enum Phase {
     AwaitComp,
 }
 
+/// What the attached connection has carried of a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    /// Sent on an earlier connection: owed a resend on this one.
+    Earlier,
+    /// PUBLISH sent on this connection: it counts against the client's Receive Maximum until
+    /// acknowledged (MQTT-3.3.4-9).
+    Publish,
+    /// Only the PUBREL went out on this connection, which does not count.
+    Release,
+}
+
 #[derive(Debug)]
 struct Entry {
     packet_id: u16,
     item: Outgoing,
     phase: Phase,
+    sent: Sent,
 }
 
 /// The outbound in-flight window. Packet ids are per session and never reused while in flight;
@@ -32,6 +45,8 @@ struct Entry {
 pub struct Inflight {
     entries: VecDeque<Entry>,
     last_id: u16,
+    /// Entries in [`Sent::Earlier`], so that a session owing nothing answers at once.
+    owed: usize,
 }
 
 impl Inflight {
@@ -66,6 +81,7 @@ impl Inflight {
             packet_id,
             item,
             phase,
+            sent: Sent::Publish,
         });
     }
 
@@ -77,10 +93,16 @@ impl Inflight {
 
     /// Ends the flow of `packet_id` if it is in `phase`; false if there is no such flow.
     pub fn complete(&mut self, packet_id: u16, phase: Phase) -> bool {
-        match self.position(packet_id, phase) {
-            Some(i) => self.entries.remove(i).is_some(),
-            None => false,
+        let Some(e) = self
+            .position(packet_id, phase)
+            .and_then(|i| self.entries.remove(i))
+        else {
+            return false;
+        };
+        if e.sent == Sent::Earlier {
+            self.owed -= 1;
         }
+        true
     }
 
     /// PUBREC received: moves the flow to [`Phase::AwaitComp`]. True if a PUBREL is due, which
@@ -93,28 +115,76 @@ impl Inflight {
         self.position(packet_id, Phase::AwaitComp).is_some()
     }
 
-    /// Re-sends everything in flight after a reconnect: PUBLISH with DUP set and the full topic
-    /// (aliases do not survive the connection), or PUBREL for flows already past PUBREC.
-    pub fn resend_all(
-        &self,
-        version: ProtocolVersion,
+    /// A new connection is attached: everything in flight is owed to it again.
+    pub fn owe_resend(&mut self) {
+        for e in &mut self.entries {
+            e.sent = Sent::Earlier;
+        }
+        self.owed = self.entries.len();
+    }
+
+    /// True when [`Self::resend`] has something to do within `window`.
+    pub fn resend_ready(&self, window: usize) -> bool {
+        if self.owed == 0 {
+            return false;
+        }
+        match self.entries.iter().find(|e| e.sent == Sent::Earlier) {
+            None => false,
+            Some(e) => e.phase == Phase::AwaitComp || self.published() < window,
+        }
+    }
+
+    /// PUBLISH packets sent on this connection and not yet acknowledged.
+    fn published(&self) -> usize {
+        self.entries
+            .iter()
+            .filter(|e| e.sent == Sent::Publish)
+            .count()
+    }
+
+    /// Re-sends what is owed to a new connection, in the original order: PUBLISH with DUP set
+    /// and the full topic (aliases do not survive the connection), or PUBREL for flows already
+    /// past PUBREC. Re-sent PUBLISH packets count against the client's Receive Maximum like new
+    /// ones (`window`): once it is reached the rest waits for acknowledgements. One that has
+    /// become too large for the client (a smaller Maximum Packet Size, or no alias) is
+    /// discarded as if delivered (MQTT-3.1.2-25).
+    pub fn resend(
+        &mut self,
+        params: &ConnectionParams,
+        window: usize,
         now: Instant,
         out: &mut BytesMut,
         stats: &mut WriteStats,
     ) {
-        for e in &self.entries {
+        if self.owed == 0 {
+            return;
+        }
+        let version = params.version;
+        let mut published = self.published();
+        let mut i = 0;
+        while let Some(e) = self.entries.get_mut(i) {
+            if e.sent != Sent::Earlier {
+                i += 1;
+                continue;
+            }
             if e.phase == Phase::AwaitComp {
                 let rel = PubAck {
                     packet_id: e.packet_id,
                     ..PubAck::default()
                 };
                 encode(&Packet::PubRel(rel), version, out);
+                e.sent = Sent::Release;
+                self.owed -= 1;
+                i += 1;
                 continue;
+            }
+            if published >= window {
+                break;
             }
             let m = &e.item.message;
             // Delivery has started: an expiry that ran out since is sent as 1 s, not dropped.
             let expiry = m.remaining_expiry(now).unwrap_or(Some(1));
-            OutgoingPublish {
+            let publish = OutgoingPublish {
                 dup: true,
                 qos: e.item.qos,
                 retain: e.item.retain,
@@ -125,9 +195,19 @@ impl Inflight {
                 subscription_identifiers: &e.item.subscription_identifiers,
                 properties: &m.properties,
                 payload: &m.payload,
+            };
+            if publish.encoded_len(version) > params.max_packet_size as usize {
+                self.entries.remove(i);
+                self.owed -= 1;
+                stats.too_large += 1;
+                continue;
             }
-            .encode(version, out);
+            publish.encode(version, out);
+            e.sent = Sent::Publish;
+            self.owed -= 1;
+            published += 1;
             stats.published += 1;
+            i += 1;
         }
     }
 }

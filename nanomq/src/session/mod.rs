@@ -7,6 +7,9 @@
 //! resumed session continues exactly where it stopped. Its fields are plain data so a store can
 //! persist them.
 
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod inflight;
 mod queue;
 
@@ -117,7 +120,6 @@ struct Attached {
     #[allow(clippy::box_collection)]
     aliases: Option<Box<BTreeMap<Arc<str>, u16>>>,
     alias_limit: u16,
-    resend: bool,
 }
 
 /// Counters of what a [`Session::write_pending`] call did.
@@ -173,7 +175,8 @@ impl Session {
     }
 
     /// Attaches a new connection: aliases start afresh and everything in flight is resent
-    /// (PUBLISH with DUP, or PUBREL) before anything new.
+    /// (PUBLISH with DUP, or PUBREL) before any new QoS 1/2 message, within the client's Receive
+    /// Maximum (new QoS 0 messages may pass resends that wait for it, as MQTT-4.6.0-6 allows).
     pub fn attach(&mut self, params: ConnectionParams) {
         let alias_limit = if params.version.is_v5() {
             params
@@ -186,8 +189,8 @@ impl Session {
             params,
             aliases: None,
             alias_limit,
-            resend: !self.inflight.is_empty(),
         });
+        self.inflight.owe_resend();
     }
 
     /// Detaches the connection. QoS 0 messages are not kept for an offline session; the number
@@ -219,12 +222,22 @@ impl Session {
     pub fn has_pending(&self) -> bool {
         match &self.attached {
             None => false,
-            Some(a) => a.resend || (!self.queue.is_empty() && self.window_open(a)),
+            Some(a) => {
+                self.inflight.resend_ready(self.window(a))
+                    || (!self.queue.is_empty() && self.window_open(a))
+            }
         }
     }
 
+    /// The client's Receive Maximum capped by the broker's `max_inflight`.
+    fn window(&self, a: &Attached) -> usize {
+        usize::from(a.params.receive_maximum.min(self.limits.max_inflight))
+    }
+
+    /// True when the oldest queued message may go now. While resends wait for the window, the
+    /// messages in flight fill it, so no new QoS 1/2 message overtakes them.
     fn window_open(&self, a: &Attached) -> bool {
-        let window = usize::from(a.params.receive_maximum.min(self.limits.max_inflight));
+        let window = self.window(a);
         match self.queue.front() {
             Some(m) if m.qos == QoS::AtMostOnce => true,
             Some(_) => self.inflight.len() < window,
@@ -240,11 +253,9 @@ impl Session {
         let Some(mut a) = self.attached.take() else {
             return stats;
         };
-        if a.resend {
-            self.inflight
-                .resend_all(a.params.version, now, out, &mut stats);
-            a.resend = false;
-        }
+        let window = self.window(&a);
+        self.inflight
+            .resend(&a.params, window, now, out, &mut stats);
         while out.len() < budget && self.window_open(&a) {
             let Some(item) = self.queue.pop() else { break };
             let expiry = match item.message.remaining_expiry(now) {
@@ -266,7 +277,7 @@ impl Session {
             } else {
                 topic
             };
-            let publish = OutgoingPublish {
+            let mut publish = OutgoingPublish {
                 dup: false,
                 qos: item.qos,
                 retain: item.retain,
@@ -278,12 +289,18 @@ impl Session {
                 properties: &item.message.properties,
                 payload: &item.message.payload,
             };
-            if publish.encoded_len(a.params.version) > a.params.max_packet_size as usize {
-                // MQTT-3.1.2-25: discard as if delivered. An alias assigned just now would be
-                // unknown to the client: forget it.
+            let max = a.params.max_packet_size as usize;
+            if publish.encoded_len(a.params.version) > max && alias.is_some() {
+                // The alias property may be what does not fit: try the full topic without
+                // it. An alias assigned just now would be unknown to the client: forget it.
                 if let (Some(AliasUse { new: true, .. }), Some(aliases)) = (alias, &mut a.aliases) {
                     aliases.remove(topic);
                 }
+                publish.topic = topic;
+                publish.topic_alias = None;
+            }
+            if publish.encoded_len(a.params.version) > max {
+                // MQTT-3.1.2-25: discard as if delivered.
                 stats.too_large += 1;
                 continue;
             }

@@ -242,3 +242,128 @@ fn inbound_qos2_is_routed_once() {
     assert!(!s.on_pubrel(7));
     assert!(s.on_inbound_qos2(7), "the id is free again after PUBREL");
 }
+
+/// Found by the `session` fuzz target: a client back with a smaller Receive Maximum got every
+/// message in flight resent at once (MQTT-3.3.4-9 counts resends too).
+#[test]
+fn resends_keep_within_a_smaller_receive_maximum() {
+    let mut s = Session::new(LIMITS);
+    s.attach(params(10));
+    for i in 0..3 {
+        s.enqueue(outgoing(i, QoS::AtLeastOnce));
+    }
+    let now = Instant::now();
+    let ids: Vec<u16> = publishes(&drain(&mut s, now))
+        .iter()
+        .map(|p| p.packet_id)
+        .collect();
+    s.detach();
+    s.enqueue(outgoing(3, QoS::AtLeastOnce));
+    s.attach(params(1));
+    for (i, &id) in ids.iter().enumerate() {
+        let sent = drain(&mut s, now);
+        let p = publishes(&sent);
+        assert_eq!(p.len(), 1, "resend {i}: one at a time");
+        assert!(p[0].dup && p[0].packet_id == id, "in the original order");
+        assert!(!s.has_pending(), "the rest waits for the window");
+        assert!(s.on_puback(id));
+    }
+    let last = drain(&mut s, now);
+    assert!(matches!(publishes(&last)[..], [p] if !p.dup && p.payload[0] == 3));
+}
+
+/// Found by the `session` fuzz target: a resend larger than the new connection's Maximum Packet
+/// Size was sent anyway; it is discarded as if delivered (MQTT-3.1.2-25).
+#[test]
+fn resends_too_large_for_the_new_connection_are_discarded() {
+    let mut s = Session::new(LIMITS);
+    s.attach(params(10));
+    let mut big = outgoing(1, QoS::ExactlyOnce);
+    Arc::get_mut(&mut big.message).unwrap().payload = Bytes::from(vec![1u8; 64]);
+    s.enqueue(big);
+    s.enqueue(outgoing(2, QoS::AtLeastOnce));
+    let now = Instant::now();
+    assert_eq!(publishes(&drain(&mut s, now)).len(), 2);
+    s.detach();
+    let mut small = params(10);
+    small.max_packet_size = 20;
+    s.attach(small);
+    let mut out = BytesMut::new();
+    let stats = s.write_pending(now, &mut out, usize::MAX);
+    assert_eq!((stats.too_large, stats.published), (1, 1));
+    assert_eq!(s.outbound_in_flight(), 1);
+    match crate::mqtt::decode(&mut out, ProtocolVersion::V5, 20).unwrap() {
+        Some(crate::mqtt::Packet::Publish(p)) => assert!(p.dup && p.payload[0] == 2),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Found by the `session` fuzz target: a message that fit without a new topic alias was
+/// discarded because the alias property made it three bytes too large.
+#[test]
+fn an_alias_that_does_not_fit_is_left_out() {
+    let mut s = Session::new(LIMITS);
+    let mut p = params(10);
+    p.topic_alias_maximum = 5;
+    let plain = OutgoingPublish {
+        dup: false,
+        qos: QoS::AtMostOnce,
+        retain: false,
+        topic: "t",
+        packet_id: 0,
+        topic_alias: None,
+        message_expiry_interval: None,
+        subscription_identifiers: &[],
+        properties: &Properties::default(),
+        payload: &Bytes::from_static(&[7]),
+    };
+    p.max_packet_size = plain.encoded_len(ProtocolVersion::V5) as u32;
+    s.attach(p);
+    s.enqueue(outgoing(7, QoS::AtMostOnce));
+    let mut out = BytesMut::new();
+    let stats = s.write_pending(Instant::now(), &mut out, usize::MAX);
+    assert_eq!((stats.too_large, stats.published), (0, 1));
+    match crate::mqtt::decode(&mut out, ProtocolVersion::V5, p.max_packet_size).unwrap() {
+        Some(crate::mqtt::Packet::Publish(m)) => {
+            assert_eq!((m.topic.as_str(), m.properties.topic_alias), ("t", None));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Found by the `session` fuzz target: after a reconnect whose messages in flight were all
+/// acknowledged before the resend, `has_pending` stayed true with nothing to write.
+#[test]
+fn nothing_is_pending_once_every_resend_is_acknowledged() {
+    let mut s = Session::new(LIMITS);
+    s.attach(params(10));
+    s.enqueue(outgoing(1, QoS::AtLeastOnce));
+    let id = publishes(&drain(&mut s, Instant::now()))[0].packet_id;
+    s.detach();
+    s.attach(params(10));
+    assert!(s.has_pending());
+    assert!(s.on_puback(id));
+    assert!(!s.has_pending());
+}
+
+/// The `session` fuzz target's committed corpus, replayed so its invariants are checked by every
+/// `cargo test`, with or without cargo-fuzz.
+#[test]
+fn fuzz_corpus_keeps_the_invariants() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/session");
+    let mut inputs: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    inputs.sort();
+    assert!(
+        inputs.len() >= 5,
+        "seed corpus missing in {}",
+        dir.display()
+    );
+    for path in inputs {
+        let data = std::fs::read(&path).unwrap();
+        let outcome = std::panic::catch_unwind(|| super::fuzzing::run(&data));
+        assert!(outcome.is_ok(), "{} breaks an invariant", path.display());
+    }
+}
