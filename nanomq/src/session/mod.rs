@@ -379,10 +379,11 @@ fn outgoing_alias(a: &mut Attached, topic: &Arc<str>) -> Option<AliasUse> {
     if let Some(&alias) = aliases.get(topic) {
         return Some(AliasUse { alias, new: false });
     }
-    let next = aliases.len() as u16 + 1;
-    if next > a.alias_limit {
-        return None;
-    }
+    // Aliases run from 1 to the limit; once all are taken, later topics go without one.
+    let next = match u16::try_from(aliases.len() + 1) {
+        Ok(next) if next <= a.alias_limit => next,
+        _ => return None,
+    };
     aliases.insert(topic.clone(), next);
     Some(AliasUse {
         alias: next,

@@ -213,6 +213,37 @@ fn outgoing_topic_aliases_are_assigned_then_reused() {
     );
 }
 
+/// With both limits at the protocol's maximum, all 65,535 aliases are handed out and the next
+/// topic goes without one: the counter never wraps to the invalid alias 0.
+#[test]
+fn every_alias_up_to_65535_then_none() {
+    let limits = SessionLimits {
+        max_queued: 70_000,
+        max_outgoing_alias: u16::MAX,
+        ..LIMITS
+    };
+    let mut s = Session::new(limits);
+    let mut p = params(100);
+    p.topic_alias_maximum = u16::MAX;
+    s.attach(p);
+    let mut last = None;
+    for batch in 0..2u32 {
+        for i in 0..35_000u32 {
+            s.enqueue(on_topic(
+                &format!("t/{}", batch * 35_000 + i),
+                0,
+                QoS::AtMostOnce,
+            ));
+        }
+        for p in publishes(&drain(&mut s, Instant::now())) {
+            let alias = p.properties.topic_alias;
+            assert_ne!(alias, Some(0), "alias 0 on {}", p.topic);
+            last = Some((p.topic.clone(), alias));
+        }
+    }
+    assert_eq!(last, Some(("t/69999".to_owned(), None)));
+}
+
 #[test]
 fn messages_over_the_clients_maximum_packet_size_are_discarded() {
     let mut s = Session::new(LIMITS);
