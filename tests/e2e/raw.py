@@ -467,6 +467,13 @@ class RawClient:
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
 
+    def shutdown_write(self) -> None:
+        """Half-close: the server reads end of stream, and we can still read its reply."""
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
     def try_send(self, data: bytes) -> bool:
         """Send, returning False instead of raising if the peer already closed."""
         try:
