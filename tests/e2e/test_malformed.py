@@ -162,10 +162,6 @@ def params(cases: list[Case]) -> list:
             for c in cases for v in c.versions]
 
 
-def xfail_nanomq(reason: str) -> tuple:
-    return (pytest.mark.xfail(IS_NANOMQ, strict=True, reason=reason),)
-
-
 def mosquitto_deviates(reason: str) -> tuple:
     return (pytest.mark.mosquitto_deviates(reason),)
 
@@ -244,10 +240,7 @@ AFTER_CONNECT = [
          "2.2.2.2: an identifier not valid for the packet is a Malformed Packet"),
     Case("property-not-for-publish", (V5,), MALFORMED,
          lambda v: publish(v, properties=props(prop("session_expiry_interval", 10))),
-         "2.2.2.2: Session Expiry Interval is not a PUBLISH property, so Malformed Packet",
-         v5_marks=xfail_nanomq(
-             "nanomq answers DISCONNECT 0x82 (Protocol Error) for a property the packet type "
-             "does not allow (mqtt/properties.rs); 2.2.2.2 makes it 0x81 (Malformed Packet)")),
+         "2.2.2.2: Session Expiry Interval is not a PUBLISH property, so Malformed Packet"),
     Case("property-repeated-in-publish", (V5,), PROTOCOL_ERROR,
          lambda v: publish(v, properties=props(prop("content_type", "a"),
                                                prop("content_type", "b"))),
@@ -266,10 +259,7 @@ AFTER_CONNECT = [
     Case("topic-alias-zero", (V5,), TOPIC_ALIAS_INVALID,
          lambda v: publish(v, properties=props(prop("topic_alias", 0))),
          "MQTT-3.3.2-8, 3.3.4: alias 0 is a Protocol Error answered with 0x94",
-         v5_marks=xfail_nanomq(
-             "nanomq answers DISCONNECT 0x82: the property decoder rejects alias 0 as a "
-             "Protocol Error before resolve_topic can give 0x94 (Topic Alias invalid), the "
-             "code 3.3.4 names for it") + mosquitto_deviates("answers 0x81, not 0x94")),
+         v5_marks=mosquitto_deviates("answers 0x81, not 0x94")),
     # QoS, packet identifiers, subscriptions.
     Case("publish-packet-id-0", BOTH, PROTOCOL_ERROR,
          lambda v: publish(v, qos=1, packet_id=0), "MQTT-2.2.1-3 / 3.1.1 MQTT-2.3.1-1"),
@@ -289,9 +279,7 @@ AFTER_CONNECT = [
     Case("subscription-qos3", BOTH, PROTOCOL_ERROR,
          lambda v: subscribe(v, filters=((b"mal/#", 0x03),)),
          "3.8.3.1: Maximum QoS 3 is a Protocol Error / 3.1.1 MQTT-3-8.3-4",
-         v5_marks=xfail_nanomq(
-             "nanomq answers DISCONNECT 0x81 (mqtt/subscribe.rs: Malformed 'subscription "
-             "maximum QoS 3'); 3.8.3.1 makes it a Protocol Error, 0x82") + MOSQUITTO_0X81),
+         v5_marks=MOSQUITTO_0X81),
     Case("retain-handling-3", (V5,), PROTOCOL_ERROR,
          lambda v: subscribe(v, filters=((b"mal/#", 0x30),)), "3.8.3.1",
          v5_marks=MOSQUITTO_0X81),
@@ -492,10 +480,6 @@ def test_partial_packet_then_silence_closed_at_keepalive(broker, raw_factory, ve
     assert_still_serving(broker, raw_factory, bystander)
 
 
-@pytest.mark.xfail(IS_NANOMQ, strict=True, reason=(
-    "nanomq moves the keepalive deadline on every read with bytes (connection.rs poll_serve "
-    "calls heard_from), not on every whole packet: a client that sends one byte of a packet "
-    "per second keeps a connection, and up to max_packet_size of buffer, forever"))
 def test_dribbled_packet_does_not_extend_keepalive(broker, raw_factory):
     """MQTT-3.1.2-22 counts control packets: a client dribbling one byte of a PUBLISH every
     0.3 s never completes one, and is closed at 1.5 x Keep Alive like a silent one."""

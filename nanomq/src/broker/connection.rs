@@ -334,7 +334,6 @@ impl Connection {
             if io.wbuf.len() < WRITE_BACKLOG_LIMIT {
                 match io.poll_read(cx, &self.broker) {
                     Poll::Ready(Ok(n)) if n > 0 => {
-                        self.heard_from();
                         if let Err(end) = self.on_bytes(io) {
                             return Poll::Ready(end);
                         }
@@ -379,12 +378,21 @@ impl Connection {
         }
     }
 
-    /// Handles every complete packet in the read buffer.
+    /// Handles every complete packet in the read buffer. Only a complete packet counts for
+    /// keepalive [MQTT-3.1.2-22]: a client dribbling the bytes of one never finished packet is
+    /// still closed at 1.5 times its keepalive.
     fn on_bytes<S>(&mut self, io: &mut Io<S>) -> Result<(), Ending> {
         let max = self.broker.config.limits.max_packet_size;
+        let mut heard = false;
         loop {
             match decode(&mut io.rbuf, self.version, max) {
-                Ok(Some(packet)) => self.on_packet(packet, &mut io.wbuf)?,
+                Ok(Some(packet)) => {
+                    if !heard {
+                        heard = true;
+                        self.heard_from();
+                    }
+                    self.on_packet(packet, &mut io.wbuf)?;
+                }
                 Ok(None) => return Ok(()),
                 Err(e) => {
                     tracing::debug!(client_id = %self.handle().client_id, peer = %self.peer, "{e}");

@@ -162,8 +162,12 @@ impl Properties {
             let id = r.varint()?;
             let allowed =
                 allowed_in(id).ok_or(DecodeError::Malformed("unknown property identifier"))?;
+            // "An Identifier which is not valid for its packet type" makes a Malformed Packet
+            // (MQTT 5 2.2.2.2).
             if allowed & ctx.bit() == 0 {
-                return Err(DecodeError::Protocol("property not allowed in this packet"));
+                return Err(DecodeError::Malformed(
+                    "property not allowed in this packet",
+                ));
             }
             let repeatable = id == 0x26 || (id == 0x0B && ctx == Context::Publish);
             // Known ids are all below 64.
@@ -200,7 +204,8 @@ impl Properties {
             0x1F => self.reason_string = Some(r.string()?),
             0x21 => self.receive_maximum = Some(non_zero_u16(r)?),
             0x22 => self.topic_alias_maximum = Some(r.u16()?),
-            0x23 => self.topic_alias = Some(non_zero_u16(r)?),
+            // Alias 0 decodes: the connection answers it with 0x94 Topic Alias invalid (3.3.4).
+            0x23 => self.topic_alias = Some(r.u16()?),
             0x24 => self.maximum_qos = Some(flag(r)?),
             0x25 => self.retain_available = Some(flag(r)?),
             0x26 => {

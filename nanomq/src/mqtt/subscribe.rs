@@ -86,8 +86,12 @@ impl SubscriptionOptions {
         if byte & reserved != 0 {
             return Err(DecodeError::Malformed("reserved subscription option bits"));
         }
-        let qos = QoS::from_u8(byte & 0x03)
-            .ok_or(DecodeError::Malformed("subscription maximum QoS 3"))?;
+        // QoS 3 is "a Protocol Error" in MQTT 5 (3.8.3.1) and malformed in 3.1.1 [MQTT-3-8.3-4].
+        let qos = QoS::from_u8(byte & 0x03).ok_or(if version.is_v5() {
+            DecodeError::Protocol("subscription maximum QoS 3")
+        } else {
+            DecodeError::Malformed("subscription maximum QoS 3")
+        })?;
         let retain_handling = match (byte >> 4) & 0x03 {
             0 => RetainHandling::OnSubscribe,
             1 => RetainHandling::OnNewSubscribe,

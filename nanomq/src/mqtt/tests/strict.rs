@@ -195,7 +195,8 @@ fn subscribe_and_unsubscribe_need_a_filter() {
 fn subscription_options_are_checked() {
     malformed(&frame(0x82, b"\x00\x01\x00\x00\x01a\x40"), V5);
     malformed(&frame(0x82, b"\x00\x01\x00\x00\x01a\x80"), V5);
-    malformed(&frame(0x82, b"\x00\x01\x00\x00\x01a\x03"), V5);
+    // Maximum QoS 3 is a Protocol Error in MQTT 5 (3.8.3.1), malformed in 3.1.1.
+    protocol(&frame(0x82, b"\x00\x01\x00\x00\x01a\x03"), V5);
     protocol(&frame(0x82, b"\x00\x01\x00\x00\x01a\x30"), V5);
     for bits in [0x04, 0x08, 0x10, 0x20, 0x40, 0x80, 0x03] {
         malformed(&frame(0x82, &[0, 1, 0, 1, b'a', bits]), V311);
@@ -258,8 +259,9 @@ fn unknown_protocols_are_unsupported() {
 fn properties_are_checked() {
     malformed(&publish_v5(b"\x05\x00"), V5);
     malformed(&publish_v5(b"\x80\x01\x00"), V5);
-    protocol(&publish_v5(b"\x11\x00\x00\x00\x01"), V5);
-    protocol(&connect_v5(b"\x23\x00\x01"), V5);
+    // A property not valid for the packet type makes it malformed (2.2.2.2).
+    malformed(&publish_v5(b"\x11\x00\x00\x00\x01"), V5);
+    malformed(&connect_v5(b"\x23\x00\x01"), V5);
     protocol(&publish_v5(b"\x02\x00\x00\x00\x01\x02\x00\x00\x00\x01"), V5);
     // User Property always repeats; Subscription Identifier only in PUBLISH.
     ok(
@@ -278,7 +280,11 @@ fn properties_are_checked() {
     malformed(&publish_v5(b"\x02\x00\x00"), V5);
     protocol(&connect_v5(b"\x21\x00\x00"), V5);
     protocol(&connect_v5(b"\x27\x00\x00\x00\x00"), V5);
-    protocol(&publish_v5(b"\x23\x00\x00"), V5);
+    // Topic Alias 0 decodes; the connection answers it with 0x94 (3.3.4).
+    let Packet::Publish(p) = ok(&publish_v5(b"\x23\x00\x00"), V5) else {
+        panic!("PUBLISH")
+    };
+    assert_eq!(p.properties.topic_alias, Some(0));
     protocol(&publish_v5(b"\x01\x02"), V5);
     protocol(&connect_v5(b"\x17\x02"), V5);
     protocol(&connect_v5(b"\x19\x02"), V5);
