@@ -93,7 +93,7 @@ where
         .authentication_data
         .as_deref()
         .unwrap_or_default();
-    let first = ClientFirst::parse(data).map_err(refused)?;
+    let first = ClientFirst::parse(data).map_err(|e| refused(e, None))?;
     if c.username.as_deref().is_some_and(|u| u != first.user()) {
         return Err(Failure::Refuse(
             ReasonCode::BAD_USER_NAME_OR_PASSWORD,
@@ -125,16 +125,21 @@ where
         _ = stop.wait_for(|s| *s) => return Err(Failure::Close("broker shutting down")),
     };
     let user = state.user().to_owned();
-    let server_final = scram::finish(state, &answer).map_err(refused)?;
+    let server_final = scram::finish(state, &answer).map_err(|e| refused(e, Some(&user)))?;
     Ok(Authenticated { user, server_final })
 }
 
-fn refused(e: ScramError) -> Failure {
+/// The refusal for a failed SCRAM step; the log names the user once client-first named one.
+fn refused(e: ScramError, user: Option<&str>) -> Failure {
     let code = match e.is_bad_credentials() {
         true => ReasonCode::BAD_USER_NAME_OR_PASSWORD,
         false => ReasonCode::NOT_AUTHORIZED,
     };
-    Failure::Refuse(code, format!("SCRAM-SHA-256: {e}"))
+    let why = match user {
+        Some(user) => format!("SCRAM-SHA-256 as `{user}`: {e}"),
+        None => format!("SCRAM-SHA-256: {e}"),
+    };
+    Failure::Refuse(code, why)
 }
 
 /// Sends server-first in AUTH 0x18 and reads the client's answer, on the CONNECT read path:
