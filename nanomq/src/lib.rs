@@ -14,7 +14,8 @@
 //! takeover, wills and session expiry, `$SYS`, and graceful shutdown.
 //!
 //! `auth` decides who may connect and what they may do: the password file (argon2id, and
-//! Mosquitto's hashes for migration), the ACL file with its first-match rules, and their reload.
+//! Mosquitto's hashes for migration, SCRAM-SHA-256 verifiers for MQTT 5 enhanced
+//! authentication), the ACL file with its first-match rules, and their reload.
 //!
 //! `alloc` is the daemon's global allocator: the system's, with slabs for the small
 //! cache-line-aligned blocks tokio allocates per connection.

@@ -1,4 +1,4 @@
-//! The password file: one `user:hash` line per user, managed with `nanomq passwd`.
+//! The password file: one `user:hash[:scram]` line per user, managed with `nanomq passwd`.
 //!
 //! Hashes are argon2id PHC strings (`$argon2id$v=19$m=4096,t=3,p=1$SALT$HASH`), sized for small
 //! devices: 4 MiB of memory and three passes cost tens of milliseconds on an ARM core. Mosquitto
@@ -7,6 +7,18 @@
 //! and the older `$6$` lines (`$6$SALT$HASH`, SHA-512 of the password then the salt), salt and
 //! hash in padded base64. `nanomq passwd` writes argon2id for every user it sets, so a migrated
 //! file is upgraded user by user.
+//!
+//! A second field after another `:` holds the user's SCRAM-SHA-256 verifier, for MQTT 5
+//! enhanced authentication (see [`super::scram`]):
+//!
+//! ```text
+//! alice:$argon2id$v=19$m=4096,t=3,p=1$SALT$HASH:$scram-sha-256$i=4096$SALT$STOREDKEY$SERVERKEY
+//! ```
+//!
+//! salt, StoredKey and ServerKey in padded base64. `nanomq passwd` writes it for every user it
+//! sets, unless told not to; a user without one (every Mosquitto line, older nanomq lines)
+//! cannot use SCRAM but logs in with its password as before. Neither form holds a `:` of its
+//! own, so the first `:` ends the user name and the next one the password hash.
 //!
 //! Blank lines and lines starting with `#` are ignored; a user name cannot hold `:`. Plain-text
 //! passwords are refused.
@@ -22,6 +34,7 @@ use base64ct::{Base64, Encoding};
 use sha2::{Digest, Sha512};
 
 use super::acl::LineError;
+use super::scram::{ScramVerifier, DEFAULT_ITERATIONS};
 
 /// Memory of a new argon2id hash, in KiB.
 pub const ARGON2_MEMORY_KIB: u32 = 4096;
@@ -42,9 +55,19 @@ const DECOY: &str = "$argon2id$v=19$m=4096,t=3,p=1$AAAAAAAAAAAAAAAAAAAAAA\
 /// A parsed password file.
 #[derive(Debug, Clone)]
 pub struct PasswordFile {
-    users: HashMap<Box<str>, StoredHash>,
+    users: HashMap<Box<str>, User>,
     /// Verified for unknown users, so they cost what a known one does.
     decoy: StoredHash,
+    /// Iterations of the decoy SCRAM verifiers of users without one: those of the file's first
+    /// verifier, so that users with and without look alike.
+    decoy_iterations: u32,
+}
+
+/// One line of the file.
+#[derive(Debug, Clone)]
+struct User {
+    hash: StoredHash,
+    scram: Option<ScramVerifier>,
 }
 
 /// One user's stored hash.
@@ -73,22 +96,34 @@ pub enum StoredHash {
 impl PasswordFile {
     /// Parses the text of a password file; the error names the first bad line.
     pub fn parse(text: &str) -> Result<PasswordFile, LineError> {
-        let mut users: HashMap<Box<str>, StoredHash> = HashMap::new();
+        let mut users: HashMap<Box<str>, User> = HashMap::new();
         let mut first_line: HashMap<Box<str>, usize> = HashMap::new();
         let mut decoy = None;
+        let mut decoy_iterations = None;
         for (index, raw) in text.lines().enumerate() {
             let line = index + 1;
             let err = |message: String| LineError { line, message };
             let Some((user, hash)) = split_line(raw).map_err(|m| err(m.to_owned()))? else {
                 continue;
             };
+            let (hash, scram) = match hash.split_once(':') {
+                Some((hash, scram)) => (hash.trim(), Some(scram.trim())),
+                None => (hash, None),
+            };
             let hash = StoredHash::parse(hash).map_err(|m| err(format!("user `{user}`: {m}")))?;
+            let scram = scram
+                .map(ScramVerifier::parse)
+                .transpose()
+                .map_err(|m| err(format!("user `{user}`: {m}")))?;
             if let Some(first) = first_line.get(user) {
                 return Err(err(format!("user `{user}` again (first on line {first})")));
             }
             first_line.insert(user.into(), line);
             decoy.get_or_insert_with(|| hash.clone());
-            users.insert(user.into(), hash);
+            if let Some(v) = &scram {
+                decoy_iterations.get_or_insert(v.iterations());
+            }
+            users.insert(user.into(), User { hash, scram });
         }
         let decoy = match decoy {
             Some(d) => d,
@@ -97,7 +132,11 @@ impl PasswordFile {
                 message: format!("built-in decoy hash: {m}"),
             })?,
         };
-        Ok(PasswordFile { users, decoy })
+        Ok(PasswordFile {
+            users,
+            decoy,
+            decoy_iterations: decoy_iterations.unwrap_or(DEFAULT_ITERATIONS),
+        })
     }
 
     /// Number of users, for log lines.
@@ -114,7 +153,7 @@ impl PasswordFile {
     /// from a blocking thread. A missing password never matches, and an unknown user or a missing
     /// password cost one verification all the same.
     pub fn verify(&self, user: &str, password: Option<&[u8]>) -> bool {
-        match (self.users.get(user), password) {
+        match (self.users.get(user).map(|u| &u.hash), password) {
             (Some(hash), Some(password)) => hash.verify(password),
             (Some(hash), None) => {
                 hash.verify(b"");
@@ -124,6 +163,17 @@ impl PasswordFile {
                 self.decoy.verify(password.unwrap_or_default());
                 false
             }
+        }
+    }
+
+    /// `user`'s SCRAM-SHA-256 verifier, or a decoy ([`ScramVerifier::decoy`]) for a user the
+    /// file does not know or knows by a password hash only. Cheap (three HMACs); the decoy is
+    /// made for every user, so the lookup costs the same either way.
+    pub fn scram_verifier(&self, user: &str) -> ScramVerifier {
+        let decoy = ScramVerifier::decoy(user, self.decoy_iterations);
+        match self.users.get(user).and_then(|u| u.scram.as_ref()) {
+            Some(verifier) => verifier.clone(),
+            None => decoy,
         }
     }
 }
@@ -212,6 +262,12 @@ impl StoredHash {
                 hash: decode_digest(hash)?,
             });
         }
+        if s.starts_with("$scram-sha-256$") {
+            return Err(
+                "a SCRAM verifier comes after a password hash: `user:HASH:$scram-sha-256$...`"
+                    .to_owned(),
+            );
+        }
         Err(
             "unknown hash: expected `$argon2id$...` (nanomq passwd), or Mosquitto's `$7$...` or \
              `$6$...`; plain-text passwords are not accepted"
@@ -263,7 +319,7 @@ fn decode_digest(b64: &str) -> Result<Box<[u8]>, String> {
 }
 
 /// Equal length and contents, in time that depends only on the length.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

@@ -1,5 +1,6 @@
-//! From the first byte to CONNACK: the CONNECT timeout, validation of CONNECT, client id
-//! assignment, session takeover and resumption, and the negotiated limits.
+//! From the first byte to CONNACK: the CONNECT timeout, validation of CONNECT, enhanced
+//! authentication (the AUTH exchange, in `enhanced_auth`), client id assignment, session
+//! takeover and resumption, and the negotiated limits.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -15,11 +16,12 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::connection::{Connection, Identity};
+use super::enhanced_auth::{self, Reauthentication};
 use super::io::Io;
 use super::registry::{finish_session, Claim, SessionRef};
 use super::transport::{CertificateUsername, ClientCertificate, Upgrade};
 use super::Broker;
-use crate::auth::Refusal;
+use crate::auth::{scram, Refusal};
 use crate::mqtt::{
     decode, encode, ConnAck, Connect, DecodeError, Packet, Properties, ProtocolVersion, ReasonCode,
 };
@@ -106,17 +108,32 @@ async fn read_connect<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    match read_packet(broker, io).await? {
+        Packet::Connect(c) => Ok(c),
+        other => {
+            tracing::debug!(
+                "first packet is {} instead of CONNECT: closing",
+                other.name()
+            );
+            Err(None)
+        }
+    }
+}
+
+/// Reads until a whole packet is there, before CONNACK: CONNECT, or AUTH during enhanced
+/// authentication (only MQTT 5 has it, so v5 framing). `Err(Some(code))` asks for a refusing
+/// CONNACK; `Err(None)` closes: end of stream or a malformed packet.
+pub(super) async fn read_packet<S>(
+    broker: &Broker,
+    io: &mut Io<S>,
+) -> Result<Packet, Option<ReasonCode>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let max = broker.config.limits.max_packet_size;
     loop {
         match decode(&mut io.rbuf, ProtocolVersion::V5, max) {
-            Ok(Some(Packet::Connect(c))) => return Ok(c),
-            Ok(Some(other)) => {
-                tracing::debug!(
-                    "first packet is {} instead of CONNECT: closing",
-                    other.name()
-                );
-                return Err(None);
-            }
+            Ok(Some(packet)) => return Ok(packet),
             Ok(None) => match io.read_more(broker).await {
                 Ok(n) if n > 0 => {}
                 _ => return Err(None),
@@ -153,7 +170,12 @@ fn assign_client_id() -> String {
 /// Checks CONNECT against the configuration; the reason code refuses it.
 fn check(broker: &Broker, c: &Connect) -> Result<(), ReasonCode> {
     let cfg = &broker.config;
-    if c.properties.authentication_method.is_some() {
+    // Enhanced authentication: SCRAM-SHA-256 is the one method offered.
+    if c.properties
+        .authentication_method
+        .as_deref()
+        .is_some_and(|m| m != scram::METHOD)
+    {
         return Err(ReasonCode::BAD_AUTHENTICATION_METHOD);
     }
     if c.client_id.is_empty()
@@ -211,8 +233,23 @@ where
         return Err(v);
     }
     let certificate = certificate.unwrap_or_default();
+    // Enhanced authentication: the AUTH exchange, before anything of the session is touched.
+    let mut enhanced = None;
+    if c.properties.authentication_method.is_some() {
+        match enhanced_auth::at_connect(broker, io, &c, &certificate.username, deadline).await {
+            Ok(done) => {
+                c.username = Some(done.user.clone());
+                enhanced = Some(done);
+            }
+            Err(failure) => {
+                failure.report(broker, io, &c, peer);
+                return Err(v);
+            }
+        }
+    }
     // A listener that takes user names from certificates: the certificate is the credential.
     let verified = match certificate.username {
+        _ if enhanced.is_some() => Ok(()),
         CertificateUsername::NotUsed => authenticate(broker, &c, deadline).await,
         CertificateUsername::Name(name) => {
             c.username = Some(name.into());
@@ -310,6 +347,9 @@ where
         properties = connack_properties(broker, assigned);
         properties.server_keep_alive = (keep_alive != requested_ka).then_some(keep_alive);
         properties.session_expiry_interval = (expiry != requested_expiry).then_some(expiry);
+        if let Some(done) = &enhanced {
+            enhanced_auth::connack_properties(done, &mut properties);
+        }
     }
     let ack = ConnAck {
         session_present,
@@ -318,6 +358,14 @@ where
     };
     encode(&Packet::ConnAck(ack), v, &mut io.wbuf);
 
+    let mut identity = Identity::of(
+        c.username.map(String::into_boxed_str),
+        certificate.common_name,
+        &broker.auth,
+    );
+    if let (Some(identity), Some(_)) = (identity.as_mut(), &enhanced) {
+        identity.reauthentication = Some(Reauthentication::Idle);
+    }
     Ok(Connection {
         broker: broker.clone(),
         me: SessionRef(handle),
@@ -328,11 +376,7 @@ where
         connect_expiry: expiry,
         serial,
         inbound_aliases: Default::default(),
-        identity: Identity::of(
-            c.username.map(String::into_boxed_str),
-            certificate.common_name,
-            &broker.auth,
-        ),
+        identity,
     })
 }
 

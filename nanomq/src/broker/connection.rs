@@ -22,6 +22,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::admission::PendingSlot;
+use super::enhanced_auth::Reauthentication;
 use super::io::Io;
 use super::publish::{message, route};
 use super::registry::{arm_timers, finish_session, LinkSerial, SessionHandle, SessionRef, Signal};
@@ -207,6 +208,8 @@ pub(crate) struct Identity {
     pub(crate) cert_cn: Option<Box<str>>,
     /// The ACL in force, refreshed before each check.
     pub(crate) acl: AclView,
+    /// Some for a client that authenticated with SCRAM at CONNECT: it may re-authenticate.
+    pub(crate) reauthentication: Option<Reauthentication>,
 }
 
 impl Identity {
@@ -221,6 +224,7 @@ impl Identity {
                 username,
                 cert_cn,
                 acl: auth.acl_view(),
+                reauthentication: None,
             })
         })
     }
@@ -260,6 +264,7 @@ impl Connection {
                 username: None,
                 cert_cn: None,
                 acl: auth.acl_view(),
+                reauthentication: None,
             }));
         }
         let Some(identity) = self.identity.as_mut() else {
@@ -450,10 +455,8 @@ impl Connection {
                 Ok(())
             }
             Packet::Disconnect(d) => Err(self.on_disconnect(d)),
-            // No enhanced authentication method is offered, so AUTH can never be expected.
-            Packet::Auth(_) | Packet::Connect(_) => {
-                Err(Ending::Violation(ReasonCode::PROTOCOL_ERROR))
-            }
+            Packet::Auth(a) => self.on_auth(a, out),
+            Packet::Connect(_) => Err(Ending::Violation(ReasonCode::PROTOCOL_ERROR)),
             Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
                 Err(Ending::Violation(ReasonCode::PROTOCOL_ERROR))
             }

@@ -9,6 +9,7 @@
 mod admission;
 mod connect;
 mod connection;
+mod enhanced_auth;
 mod io;
 mod keepalive;
 mod listener;

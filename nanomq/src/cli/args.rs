@@ -72,6 +72,10 @@ pub(super) struct PasswdArgs {
     /// Delete the user instead.
     #[arg(short = 'D', long)]
     pub delete: bool,
+    /// Store the argon2id hash only, without the SCRAM-SHA-256 verifier: the user cannot use
+    /// MQTT 5 enhanced authentication, and the file holds nothing weaker than argon2id.
+    #[arg(long, conflicts_with = "delete")]
+    pub no_scram: bool,
 }
 
 /// Connection options shared by `pub` and `sub`.

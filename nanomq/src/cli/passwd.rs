@@ -3,8 +3,13 @@
 //!
 //! The password comes from `--password`, else from two prompts without echo when standard
 //! input is a terminal, else from one line of standard input (for scripts). It is stored as an
-//! argon2id hash (see [`crate::auth::passwords`]). Other lines, comments and Mosquitto hashes
-//! included, are kept as they are; a file that does not parse is refused rather than rewritten.
+//! argon2id hash followed by a SCRAM-SHA-256 verifier (`user:$argon2id$...:$scram-sha-256$...`,
+//! see [`crate::auth::passwords`]), so the user can log in with the password in CONNECT or with
+//! SCRAM; `--no-scram` leaves the verifier out. The verifier is PBKDF2-HMAC-SHA-256 with 4096
+//! iterations, much cheaper to guess against than argon2id should the file leak: keep the file
+//! unreadable to others (a new one is 0600), or use `--no-scram`. Other lines, comments and
+//! Mosquitto hashes included, are kept as they are; a file that does not parse is refused rather
+//! than rewritten.
 //!
 //! The file is replaced atomically: written to a temporary file in the same directory, synced,
 //! renamed over the old one, and the directory synced, so a power cut leaves the old file or the
@@ -21,6 +26,7 @@ use anyhow::{bail, Context};
 
 use super::args::PasswdArgs;
 use crate::auth::passwords::{check_user_name, hash_password, split_line, PasswordFile};
+use crate::auth::scram::ScramVerifier;
 
 /// Runs `nanomq passwd`.
 pub(super) fn run(args: PasswdArgs) -> anyhow::Result<()> {
@@ -56,8 +62,13 @@ pub(super) fn run(args: PasswdArgs) -> anyhow::Result<()> {
         }
     } else {
         let password = read_password(args.password)?;
-        let hash = hash_password(password.as_bytes())
+        let mut hash = hash_password(password.as_bytes())
             .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))?;
+        if !args.no_scram {
+            let verifier = ScramVerifier::generate(password.as_bytes())
+                .map_err(|e| anyhow::anyhow!("cannot make a SCRAM salt: {e}"))?;
+            hash = format!("{hash}:{verifier}");
+        }
         let (t, updated) = set_user(text, user, &hash);
         (t, if updated { "updated" } else { "added" })
     };

@@ -1,10 +1,11 @@
 //! In-process broker tests on the paused tokio clock: timers (keepalive, CONNECT timeout, will
 //! delay, session expiry) are checked exactly and instantly over real loopback sockets.
 //! `limits` checks every configured limit and capability switch the same way; `auth` the
-//! password file and the ACL.
+//! password file and the ACL; `scram` enhanced authentication.
 
 mod auth;
 mod limits;
+mod scram;
 
 use std::net::SocketAddr;
 use std::time::Duration;
