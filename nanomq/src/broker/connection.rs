@@ -7,6 +7,11 @@
 //! An idle connection costs little: the serving loop is one hand-polled function (no `select!`
 //! state kept between polls), the buffers (`io`) exist only while bytes are in them, and the
 //! session is reached through a waker slot in its handle rather than channels.
+//!
+//! A PUBLISH or SUBSCRIBE that needs an answer from the HTTP auth service first is parked in
+//! the connection's [`Identity`] while tasks ask; the loop keeps writing, reads at most
+//! [`PARKED_READ_LIMIT`] more bytes and parses none of them, and handles the packet again once
+//! the answers are in, so the client's packets keep their order and no worker thread waits.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -19,6 +24,7 @@ use std::task::{ready, Context, Poll};
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::admission::PendingSlot;
@@ -28,7 +34,7 @@ use super::registry::{arm_timers, finish_session, LinkSerial, SessionHandle, Ses
 use super::transport::Upgrade;
 use super::Broker;
 use super::{connect, keepalive};
-use crate::auth::{AclView, Action, Authenticator, Subject};
+use crate::auth::{AclAnswer, AclQuestion, AclView, Action, Authenticator, Subject, Verdict};
 use crate::mqtt::{
     decode, encode, Disconnect, Packet, ProtocolVersion, PubAck, Publish, QoS, ReasonCode, Will,
 };
@@ -38,6 +44,8 @@ use crate::router::validate_topic_name;
 const WRITE_BUDGET: usize = 64 * 1024;
 /// Stop reading from a client that leaves this much of our output unread.
 const WRITE_BACKLOG_LIMIT: usize = 4 * WRITE_BUDGET;
+/// While a packet waits for the HTTP auth service, read no further once this much is buffered.
+const PARKED_READ_LIMIT: usize = 64 * 1024;
 
 /// Serves one accepted connection from its first byte to its end: the transport's own
 /// handshake (`upgrade`), CONNECT, then packets. `guard` is dropped when the connection is over.
@@ -118,7 +126,7 @@ where
 }
 
 /// Says goodbye (DISCONNECT with the reason to MQTT 5 clients), then settles the session.
-async fn goodbye<S>(conn: Connection, mut io: Io<S>, ending: Ending)
+async fn goodbye<S>(mut conn: Connection, mut io: Io<S>, ending: Ending)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -132,6 +140,7 @@ where
         }
     }
     io.flush(&conn.broker).await;
+    conn.ask_about_will(ending).await;
     conn.finish(ending);
 }
 
@@ -207,6 +216,24 @@ pub(crate) struct Identity {
     pub(crate) cert_cn: Option<Box<str>>,
     /// The ACL in force, refreshed before each check.
     pub(crate) acl: AclView,
+    /// A packet waiting for the HTTP auth service's answers.
+    pub(crate) parked: Option<Parked>,
+}
+
+/// A PUBLISH or SUBSCRIBE waiting for answers, and the tasks asking (what each asks about, so
+/// a task that failed still counts as "no answer" for its question).
+pub(crate) struct Parked {
+    packet: Packet,
+    waiting: Vec<(Action, Box<str>, JoinHandle<AclAnswer>)>,
+}
+
+impl std::fmt::Debug for Parked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parked")
+            .field("packet", &self.packet.name())
+            .field("waiting", &self.waiting.len())
+            .finish()
+    }
 }
 
 impl Identity {
@@ -221,6 +248,7 @@ impl Identity {
                 username,
                 cert_cn,
                 acl: auth.acl_view(),
+                parked: None,
             })
         })
     }
@@ -248,36 +276,111 @@ impl Connection {
         self.on_bytes(io)
     }
 
-    /// Whether the ACL in force lets this client publish to `topic` (a topic name) or subscribe
-    /// to `topic` (a valid filter). Without an ACL file this is one atomic load.
-    pub(crate) fn acl_allows(&mut self, action: Action, topic: &str) -> bool {
+    /// What the ACL in force says about this client publishing to `topic` (a topic name) or
+    /// subscribing to `topic` (a valid filter), or the question for the HTTP auth service
+    /// when its answer is not known yet. Without any ACL this is one atomic load.
+    pub(crate) fn acl_verdict(&mut self, action: Action, topic: &str) -> Verdict {
         let auth = &self.broker.auth;
         if self.identity.is_none() {
             if !auth.has_acl() {
-                return true;
+                return Verdict::Allow;
             }
             self.identity = Some(Box::new(Identity {
                 username: None,
                 cert_cn: None,
                 acl: auth.acl_view(),
+                parked: None,
             }));
         }
         let Some(identity) = self.identity.as_mut() else {
-            return true;
+            return Verdict::Allow;
         };
         auth.refresh(&mut identity.acl);
-        let Some(acl) = identity.acl.get() else {
-            return true;
-        };
         let subject = Subject {
             username: identity.username.as_deref(),
             client_id: &self.me.0.client_id,
             ip: self.peer.ip().to_canonical(),
             cert_cn: identity.cert_cn.as_deref(),
         };
-        match action {
-            Action::Publish => acl.may_publish(&subject, topic),
-            Action::Subscribe => acl.may_subscribe(&subject, topic),
+        identity.acl.check(&subject, action, topic)
+    }
+
+    /// Whether the ACL allows it now; a question for the HTTP auth service counts as no (only
+    /// for callers that asked it beforehand, as [`Connection::ask_about_will`] does).
+    pub(crate) fn acl_allows(&mut self, action: Action, topic: &str) -> bool {
+        matches!(self.acl_verdict(action, topic), Verdict::Allow)
+    }
+
+    /// Parks `packet` until `questions` are answered, each asked by a task of its own on the
+    /// runtime: the connection goes on writing but parses nothing more until then.
+    pub(crate) fn park(&mut self, packet: Packet, questions: Vec<AclQuestion>) {
+        let waiting = questions
+            .into_iter()
+            .map(|q| (q.action(), Box::from(q.topic()), tokio::spawn(q.ask())))
+            .collect();
+        if let Some(identity) = self.identity.as_mut() {
+            identity.parked = Some(Parked { packet, waiting });
+        }
+    }
+
+    fn is_parked(&self) -> bool {
+        self.identity.as_ref().is_some_and(|i| i.parked.is_some())
+    }
+
+    /// Collects the answers a parked packet waits for: `Ready(Some(packet))` once all are in
+    /// (recorded in the ACL view), `Ready(None)` when nothing is parked.
+    fn poll_parked(&mut self, cx: &mut Context<'_>) -> Poll<Option<Packet>> {
+        let Some(identity) = self.identity.as_deref_mut() else {
+            return Poll::Ready(None);
+        };
+        let Some(parked) = identity.parked.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let mut i = 0;
+        while i < parked.waiting.len() {
+            match Pin::new(&mut parked.waiting[i].2).poll(cx) {
+                Poll::Ready(result) => {
+                    let (action, topic, _) = parked.waiting.swap_remove(i);
+                    identity.acl.answered(result.unwrap_or(AclAnswer {
+                        action,
+                        topic,
+                        answer: None,
+                        until: None,
+                    }));
+                }
+                Poll::Pending => i += 1,
+            }
+        }
+        if !parked.waiting.is_empty() {
+            return Poll::Pending;
+        }
+        Poll::Ready(identity.parked.take().map(|p| p.packet))
+    }
+
+    /// Handles a packet whose answers came in, then what was buffered behind it.
+    fn resume<S>(&mut self, packet: Packet, io: &mut Io<S>) -> Result<(), Ending> {
+        let handled = self.on_packet(packet, &mut io.wbuf);
+        if let Some(identity) = self.identity.as_mut() {
+            identity.acl.forget_fresh();
+        }
+        handled?;
+        self.on_bytes(io)
+    }
+
+    /// Gets the HTTP auth service's answer about the will before [`Connection::finish`], which
+    /// cannot wait, checks it. Bounded by the service's timeout.
+    async fn ask_about_will(&mut self, ending: Ending) {
+        if matches!(ending, Ending::ClientDisconnect { with_will: false }) {
+            return;
+        }
+        let Some(topic) = self.will.as_ref().map(|w| w.topic.clone()) else {
+            return;
+        };
+        if let Verdict::Ask(question) = self.acl_verdict(Action::Publish, &topic) {
+            let answer = question.ask().await;
+            if let Some(identity) = self.identity.as_mut() {
+                identity.acl.answered(answer);
+            }
         }
     }
 
@@ -331,7 +434,19 @@ impl Connection {
                     Poll::Pending => {}
                 }
             }
-            if io.wbuf.len() < WRITE_BACKLOG_LIMIT {
+            let parked = match self.poll_parked(cx) {
+                Poll::Ready(Some(packet)) => {
+                    if let Err(end) = self.resume(packet, io) {
+                        return Poll::Ready(end);
+                    }
+                    progressed = true;
+                    self.is_parked()
+                }
+                Poll::Ready(None) => false,
+                Poll::Pending => true,
+            };
+            if io.wbuf.len() < WRITE_BACKLOG_LIMIT && (!parked || io.rbuf.len() < PARKED_READ_LIMIT)
+            {
                 match io.poll_read(cx, &self.broker) {
                     Poll::Ready(Ok(n)) if n > 0 => {
                         self.heard_from();
@@ -379,10 +494,14 @@ impl Connection {
         }
     }
 
-    /// Handles every complete packet in the read buffer.
+    /// Handles every complete packet in the read buffer, up to one that has to wait for the
+    /// HTTP auth service.
     fn on_bytes<S>(&mut self, io: &mut Io<S>) -> Result<(), Ending> {
         let max = self.broker.config.limits.max_packet_size;
         loop {
+            if self.is_parked() {
+                return Ok(());
+            }
             match decode(&mut io.rbuf, self.version, max) {
                 Ok(Some(packet)) => self.on_packet(packet, &mut io.wbuf)?,
                 Ok(None) => return Ok(()),
@@ -487,11 +606,19 @@ impl Connection {
         if validate_topic_name(&topic, limits.max_topic_levels).is_err() {
             return Err(Ending::Violation(ReasonCode::TOPIC_NAME_INVALID));
         }
+        let allowed = match self.acl_verdict(Action::Publish, &topic) {
+            Verdict::Allow => true,
+            Verdict::Deny => false,
+            Verdict::Ask(question) => {
+                // Handled again, from the top, once the answer is in.
+                self.park(Packet::Publish(p), vec![question]);
+                return Ok(());
+            }
+        };
         self.broker
             .metrics
             .messages_received
             .fetch_add(1, Ordering::Relaxed);
-        let allowed = self.acl_allows(Action::Publish, &topic);
         if !allowed {
             self.acl_denied("publish", &topic);
         }
