@@ -89,7 +89,7 @@ pub struct HttpAuth {
     url: Option<HttpUrl>,
     acl_url: Option<HttpUrl>,
     method: HttpMethod,
-    headers: Vec<(String, String)>,
+    headers: Headers,
     timeout: Duration,
     cache: AnswerCache,
     slots: Semaphore,
@@ -97,6 +97,17 @@ pub struct HttpAuth {
     failures: AtomicU64,
     /// Requests sent, for tests and log lines.
     sent: AtomicU64,
+}
+
+/// Extra request headers; their values (credentials, often) stay out of debug output.
+struct Headers(Vec<(String, String)>);
+
+impl std::fmt::Debug for Headers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(name, _)| format!("{name}: ...")))
+            .finish()
+    }
 }
 
 /// One ACL question, owned, so a task of its own can ask it.
@@ -138,11 +149,13 @@ impl HttpAuth {
             url: parse(&config.url, "url")?,
             acl_url: parse(&config.acl_url, "acl_url")?,
             method: config.method,
-            headers: config
-                .headers
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            headers: Headers(
+                config
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
             timeout: Duration::from_millis(config.timeout_ms),
             cache: AnswerCache::new(
                 Duration::from_secs(config.cache_ttl_secs),
@@ -276,7 +289,7 @@ impl HttpAuth {
                     url,
                     query: query.as_deref(),
                     body: &body,
-                    headers: &self.headers,
+                    headers: &self.headers.0,
                 };
                 let left = deadline.saturating_duration_since(Instant::now());
                 match client::send(request, left).await {
