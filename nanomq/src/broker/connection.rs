@@ -8,10 +8,9 @@
 //! state kept between polls), the buffers (`io`) exist only while bytes are in them, and the
 //! session is reached through a waker slot in its handle rather than channels.
 //!
-//! A PUBLISH or SUBSCRIBE that needs an answer from the HTTP auth service first is parked in
-//! the connection's [`Identity`] while tasks ask; the loop keeps writing, reads at most
-//! [`PARKED_READ_LIMIT`] more bytes and parses none of them, and handles the packet again once
-//! the answers are in, so the client's packets keep their order and no worker thread waits.
+//! A PUBLISH or SUBSCRIBE waiting for the HTTP auth service is parked (see `authorize`): the
+//! loop keeps writing, reads at most [`PARKED_READ_LIMIT`] more bytes, parses none of them, and
+//! goes on once the answers are in.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -24,7 +23,6 @@ use std::task::{ready, Context, Poll};
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::admission::PendingSlot;
@@ -34,7 +32,7 @@ use super::registry::{arm_timers, finish_session, LinkSerial, SessionHandle, Ses
 use super::transport::Upgrade;
 use super::Broker;
 use super::{connect, keepalive};
-use crate::auth::{AclAnswer, AclQuestion, AclView, Action, Authenticator, Subject, Verdict};
+use crate::auth::{AclView, Action, Authenticator, Verdict};
 use crate::mqtt::{
     decode, encode, Disconnect, Packet, ProtocolVersion, PubAck, Publish, QoS, ReasonCode, Will,
 };
@@ -217,23 +215,7 @@ pub(crate) struct Identity {
     /// The ACL in force, refreshed before each check.
     pub(crate) acl: AclView,
     /// A packet waiting for the HTTP auth service's answers.
-    pub(crate) parked: Option<Parked>,
-}
-
-/// A PUBLISH or SUBSCRIBE waiting for answers, and the tasks asking (what each asks about, so
-/// a task that failed still counts as "no answer" for its question).
-pub(crate) struct Parked {
-    packet: Packet,
-    waiting: Vec<(Action, Box<str>, JoinHandle<AclAnswer>)>,
-}
-
-impl std::fmt::Debug for Parked {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Parked")
-            .field("packet", &self.packet.name())
-            .field("waiting", &self.waiting.len())
-            .finish()
-    }
+    pub(crate) parked: Option<super::authorize::Parked>,
 }
 
 impl Identity {
@@ -274,131 +256,6 @@ impl Connection {
         self.handle().set_keepalive_deadline(0);
         self.heard_from();
         self.on_bytes(io)
-    }
-
-    /// What the ACL in force says about this client publishing to `topic` (a topic name) or
-    /// subscribing to `topic` (a valid filter), or the question for the HTTP auth service
-    /// when its answer is not known yet. Without any ACL this is one atomic load.
-    pub(crate) fn acl_verdict(&mut self, action: Action, topic: &str) -> Verdict {
-        let auth = &self.broker.auth;
-        if self.identity.is_none() {
-            if !auth.has_acl() {
-                return Verdict::Allow;
-            }
-            self.identity = Some(Box::new(Identity {
-                username: None,
-                cert_cn: None,
-                acl: auth.acl_view(),
-                parked: None,
-            }));
-        }
-        let Some(identity) = self.identity.as_mut() else {
-            return Verdict::Allow;
-        };
-        auth.refresh(&mut identity.acl);
-        let subject = Subject {
-            username: identity.username.as_deref(),
-            client_id: &self.me.0.client_id,
-            ip: self.peer.ip().to_canonical(),
-            cert_cn: identity.cert_cn.as_deref(),
-        };
-        identity.acl.check(&subject, action, topic)
-    }
-
-    /// Whether the ACL allows it now; a question for the HTTP auth service counts as no (only
-    /// for callers that asked it beforehand, as [`Connection::ask_about_will`] does).
-    pub(crate) fn acl_allows(&mut self, action: Action, topic: &str) -> bool {
-        matches!(self.acl_verdict(action, topic), Verdict::Allow)
-    }
-
-    /// Parks `packet` until `questions` are answered, each asked by a task of its own on the
-    /// runtime: the connection goes on writing but parses nothing more until then.
-    pub(crate) fn park(&mut self, packet: Packet, questions: Vec<AclQuestion>) {
-        let waiting = questions
-            .into_iter()
-            .map(|q| (q.action(), Box::from(q.topic()), tokio::spawn(q.ask())))
-            .collect();
-        if let Some(identity) = self.identity.as_mut() {
-            identity.parked = Some(Parked { packet, waiting });
-        }
-    }
-
-    fn is_parked(&self) -> bool {
-        self.identity.as_ref().is_some_and(|i| i.parked.is_some())
-    }
-
-    /// Collects the answers a parked packet waits for: `Ready(Some(packet))` once all are in
-    /// (recorded in the ACL view), `Ready(None)` when nothing is parked.
-    fn poll_parked(&mut self, cx: &mut Context<'_>) -> Poll<Option<Packet>> {
-        let Some(identity) = self.identity.as_deref_mut() else {
-            return Poll::Ready(None);
-        };
-        let Some(parked) = identity.parked.as_mut() else {
-            return Poll::Ready(None);
-        };
-        let mut i = 0;
-        while i < parked.waiting.len() {
-            match Pin::new(&mut parked.waiting[i].2).poll(cx) {
-                Poll::Ready(result) => {
-                    let (action, topic, _) = parked.waiting.swap_remove(i);
-                    identity.acl.answered(result.unwrap_or(AclAnswer {
-                        action,
-                        topic,
-                        answer: None,
-                        until: None,
-                    }));
-                }
-                Poll::Pending => i += 1,
-            }
-        }
-        if !parked.waiting.is_empty() {
-            return Poll::Pending;
-        }
-        Poll::Ready(identity.parked.take().map(|p| p.packet))
-    }
-
-    /// Handles a packet whose answers came in, then what was buffered behind it.
-    fn resume<S>(&mut self, packet: Packet, io: &mut Io<S>) -> Result<(), Ending> {
-        let handled = self.on_packet(packet, &mut io.wbuf);
-        if let Some(identity) = self.identity.as_mut() {
-            identity.acl.forget_fresh();
-        }
-        handled?;
-        self.on_bytes(io)
-    }
-
-    /// Gets the HTTP auth service's answer about the will before [`Connection::finish`], which
-    /// cannot wait, checks it. Bounded by the service's timeout.
-    async fn ask_about_will(&mut self, ending: Ending) {
-        if matches!(ending, Ending::ClientDisconnect { with_will: false }) {
-            return;
-        }
-        let Some(topic) = self.will.as_ref().map(|w| w.topic.clone()) else {
-            return;
-        };
-        if let Verdict::Ask(question) = self.acl_verdict(Action::Publish, &topic) {
-            let answer = question.ask().await;
-            if let Some(identity) = self.identity.as_mut() {
-                identity.acl.answered(answer);
-            }
-        }
-    }
-
-    /// Counts a request the ACL denied; logs it at debug, and at warn once per power of two so
-    /// a client retrying in a loop cannot flood the log.
-    pub(crate) fn acl_denied(&self, what: &str, topic: &str) {
-        let total = self
-            .broker
-            .metrics
-            .acl_denied
-            .fetch_add(1, Ordering::Relaxed)
-            + 1;
-        let client_id = &self.handle().client_id;
-        if total.is_power_of_two() {
-            tracing::warn!(%client_id, topic, denied_total = total, "ACL denied {what}");
-        } else {
-            tracing::debug!(%client_id, topic, "ACL denied {what}");
-        }
     }
 
     /// Moves the keepalive deadline on: the client just sent something.
@@ -496,7 +353,7 @@ impl Connection {
 
     /// Handles every complete packet in the read buffer, up to one that has to wait for the
     /// HTTP auth service.
-    fn on_bytes<S>(&mut self, io: &mut Io<S>) -> Result<(), Ending> {
+    pub(super) fn on_bytes<S>(&mut self, io: &mut Io<S>) -> Result<(), Ending> {
         let max = self.broker.config.limits.max_packet_size;
         loop {
             if self.is_parked() {
@@ -513,7 +370,7 @@ impl Connection {
         }
     }
 
-    fn on_packet(&mut self, packet: Packet, out: &mut BytesMut) -> Result<(), Ending> {
+    pub(super) fn on_packet(&mut self, packet: Packet, out: &mut BytesMut) -> Result<(), Ending> {
         match packet {
             Packet::Publish(p) => self.on_publish(p, out),
             Packet::PubAck(a) => {

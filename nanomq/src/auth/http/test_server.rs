@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use super::json_member;
+use super::format::json_member;
 
 /// One request as the server received it.
 #[derive(Debug, Clone)]
