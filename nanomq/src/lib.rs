@@ -15,7 +15,8 @@
 //!
 //! `auth` decides who may connect and what they may do: the password file (argon2id, and
 //! Mosquitto's hashes for migration, SCRAM-SHA-256 verifiers for MQTT 5 enhanced
-//! authentication), the ACL file with its first-match rules, and their reload.
+//! authentication), the ACL file with its first-match rules, an HTTP auth service asked before
+//! both (its own small HTTP/1.1 client and answer cache), and their reload.
 //!
 //! `alloc` is the daemon's global allocator: the system's, with slabs for the small
 //! cache-line-aligned blocks tokio allocates per connection.

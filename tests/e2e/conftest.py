@@ -106,9 +106,20 @@ def _toml_value(v) -> str:
     raise TypeError(f"cannot write {v!r} as TOML")
 
 
+def _table(lines: list, name: str, body: dict) -> None:
+    """`[name]` with its scalars, then its sub-tables as `[name.key]`, recursively."""
+    lines.append(f"[{name}]")
+    lines += [f"{k} = {_toml_value(v)}" for k, v in body.items() if not isinstance(v, dict)]
+    lines.append("")
+    for k, v in body.items():
+        if isinstance(v, dict):
+            _table(lines, f"{name}.{k}", v)
+
+
 def to_toml(cfg: dict) -> str:
-    """Enough TOML for our config: top-level tables of scalars and arrays of tables, whose
-    entries may hold one level of sub-tables (`[listeners.tls]` after its `[[listeners]]`)."""
+    """Enough TOML for our config: top-level tables of scalars and of sub-tables
+    (`[auth.http]`, `[auth.http.headers]`), and arrays of tables whose entries may hold one level
+    of sub-tables (`[listeners.tls]` after its `[[listeners]]`)."""
     lines = []
     for section, body in cfg.items():
         if isinstance(body, list) and body and all(isinstance(x, dict) for x in body):
@@ -122,9 +133,7 @@ def to_toml(cfg: dict) -> str:
                         lines += [f"{kk} = {_toml_value(vv)}" for kk, vv in v.items()]
                 lines.append("")
         elif isinstance(body, dict):
-            lines.append(f"[{section}]")
-            lines += [f"{k} = {_toml_value(v)}" for k, v in body.items()]
-            lines.append("")
+            _table(lines, section, body)
         else:
             lines.insert(0, f"{section} = {_toml_value(body)}")
     return "\n".join(lines)

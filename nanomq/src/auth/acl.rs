@@ -254,6 +254,11 @@ impl Acl {
     }
 }
 
+/// The filter inside a `$share/GROUP/FILTER` subscription; None for any other filter.
+pub fn inner_filter(filter: &str) -> Option<&str> {
+    parse_shared(filter).ok().flatten().map(|s| s.filter)
+}
+
 impl Actions {
     fn includes(self, action: Action) -> bool {
         matches!(

@@ -45,6 +45,7 @@ fn config(passwords: Option<&Path>, acl: Option<&Path>, anonymous: Option<bool>)
         allow_anonymous: anonymous,
         password_file: passwords.map(Path::to_owned),
         acl_file: acl.map(Path::to_owned),
+        http: None,
     }
 }
 

@@ -202,11 +202,23 @@ fn check(broker: &Broker, c: &Connect) -> Result<(), ReasonCode> {
     Ok(())
 }
 
-/// Checks the user name and password, within what is left of the CONNECT timeout.
-async fn authenticate(broker: &Broker, c: &Connect, deadline: Instant) -> Result<(), Refusal> {
+/// Checks the user name and password (the HTTP auth service first, when configured), within
+/// what is left of the CONNECT timeout.
+async fn authenticate(
+    broker: &Broker,
+    c: &Connect,
+    peer: SocketAddr,
+    deadline: Instant,
+) -> Result<(), Refusal> {
+    let subject = crate::auth::Subject {
+        username: c.username.as_deref(),
+        client_id: &c.client_id,
+        ip: peer.ip().to_canonical(),
+        cert_cn: None,
+    };
     let check = broker
         .auth
-        .authenticate(c.username.as_deref(), c.password.as_ref());
+        .authenticate_client(&subject, c.password.as_ref());
     tokio::time::timeout_at(deadline, check)
         .await
         .unwrap_or(Err(Refusal::Busy))
@@ -250,7 +262,7 @@ where
     // A listener that takes user names from certificates: the certificate is the credential.
     let verified = match certificate.username {
         _ if enhanced.is_some() => Ok(()),
-        CertificateUsername::NotUsed => authenticate(broker, &c, deadline).await,
+        CertificateUsername::NotUsed => authenticate(broker, &c, peer, deadline).await,
         CertificateUsername::Name(name) => {
             c.username = Some(name.into());
             Ok(())

@@ -7,6 +7,10 @@
 //! An idle connection costs little: the serving loop is one hand-polled function (no `select!`
 //! state kept between polls), the buffers (`io`) exist only while bytes are in them, and the
 //! session is reached through a waker slot in its handle rather than channels.
+//!
+//! A PUBLISH or SUBSCRIBE waiting for the HTTP auth service is parked (see `authorize`): the
+//! loop keeps writing, reads at most [`PARKED_READ_LIMIT`] more bytes, parses none of them, and
+//! goes on once the answers are in.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -29,7 +33,7 @@ use super::registry::{arm_timers, finish_session, LinkSerial, SessionHandle, Ses
 use super::transport::Upgrade;
 use super::Broker;
 use super::{connect, keepalive};
-use crate::auth::{AclView, Action, Authenticator, Subject};
+use crate::auth::{AclView, Action, Authenticator, Verdict};
 use crate::mqtt::{
     decode, encode, Disconnect, Packet, ProtocolVersion, PubAck, Publish, QoS, ReasonCode, Will,
 };
@@ -39,6 +43,8 @@ use crate::router::validate_topic_name;
 const WRITE_BUDGET: usize = 64 * 1024;
 /// Stop reading from a client that leaves this much of our output unread.
 const WRITE_BACKLOG_LIMIT: usize = 4 * WRITE_BUDGET;
+/// While a packet waits for the HTTP auth service, read no further once this much is buffered.
+const PARKED_READ_LIMIT: usize = 64 * 1024;
 
 /// Serves one accepted connection from its first byte to its end: the transport's own
 /// handshake (`upgrade`), CONNECT, then packets. `guard` is dropped when the connection is over.
@@ -119,7 +125,7 @@ where
 }
 
 /// Says goodbye (DISCONNECT with the reason to MQTT 5 clients), then settles the session.
-async fn goodbye<S>(conn: Connection, mut io: Io<S>, ending: Ending)
+async fn goodbye<S>(mut conn: Connection, mut io: Io<S>, ending: Ending)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -133,6 +139,7 @@ where
         }
     }
     io.flush(&conn.broker).await;
+    conn.ask_about_will(ending).await;
     conn.finish(ending);
 }
 
@@ -210,6 +217,8 @@ pub(crate) struct Identity {
     pub(crate) acl: AclView,
     /// Some for a client that authenticated with SCRAM at CONNECT: it may re-authenticate.
     pub(crate) reauthentication: Option<Reauthentication>,
+    /// A packet waiting for the HTTP auth service's answers.
+    pub(crate) parked: Option<super::authorize::Parked>,
 }
 
 impl Identity {
@@ -219,13 +228,21 @@ impl Identity {
         cert_cn: Option<Box<str>>,
         auth: &Authenticator,
     ) -> Option<Box<Identity>> {
-        (username.is_some() || cert_cn.is_some()).then(|| {
-            Box::new(Identity {
-                username,
-                cert_cn,
-                acl: auth.acl_view(),
-                reauthentication: None,
-            })
+        (username.is_some() || cert_cn.is_some()).then(|| Identity::new(username, cert_cn, auth))
+    }
+
+    /// An identity with the ACL in force now and nothing pending.
+    pub(crate) fn new(
+        username: Option<Box<str>>,
+        cert_cn: Option<Box<str>>,
+        auth: &Authenticator,
+    ) -> Box<Identity> {
+        Box::new(Identity {
+            username,
+            cert_cn,
+            acl: auth.acl_view(),
+            reauthentication: None,
+            parked: None,
         })
     }
 }
@@ -250,57 +267,6 @@ impl Connection {
         self.handle().set_keepalive_deadline(0);
         self.heard_from();
         self.on_bytes(io)
-    }
-
-    /// Whether the ACL in force lets this client publish to `topic` (a topic name) or subscribe
-    /// to `topic` (a valid filter). Without an ACL file this is one atomic load.
-    pub(crate) fn acl_allows(&mut self, action: Action, topic: &str) -> bool {
-        let auth = &self.broker.auth;
-        if self.identity.is_none() {
-            if !auth.has_acl() {
-                return true;
-            }
-            self.identity = Some(Box::new(Identity {
-                username: None,
-                cert_cn: None,
-                acl: auth.acl_view(),
-                reauthentication: None,
-            }));
-        }
-        let Some(identity) = self.identity.as_mut() else {
-            return true;
-        };
-        auth.refresh(&mut identity.acl);
-        let Some(acl) = identity.acl.get() else {
-            return true;
-        };
-        let subject = Subject {
-            username: identity.username.as_deref(),
-            client_id: &self.me.0.client_id,
-            ip: self.peer.ip().to_canonical(),
-            cert_cn: identity.cert_cn.as_deref(),
-        };
-        match action {
-            Action::Publish => acl.may_publish(&subject, topic),
-            Action::Subscribe => acl.may_subscribe(&subject, topic),
-        }
-    }
-
-    /// Counts a request the ACL denied; logs it at debug, and at warn once per power of two so
-    /// a client retrying in a loop cannot flood the log.
-    pub(crate) fn acl_denied(&self, what: &str, topic: &str) {
-        let total = self
-            .broker
-            .metrics
-            .acl_denied
-            .fetch_add(1, Ordering::Relaxed)
-            + 1;
-        let client_id = &self.handle().client_id;
-        if total.is_power_of_two() {
-            tracing::warn!(%client_id, topic, denied_total = total, "ACL denied {what}");
-        } else {
-            tracing::debug!(%client_id, topic, "ACL denied {what}");
-        }
     }
 
     /// Moves the keepalive deadline on: the client just sent something.
@@ -336,7 +302,19 @@ impl Connection {
                     Poll::Pending => {}
                 }
             }
-            if io.wbuf.len() < WRITE_BACKLOG_LIMIT {
+            let parked = match self.poll_parked(cx) {
+                Poll::Ready(Some(packet)) => {
+                    if let Err(end) = self.resume(packet, io) {
+                        return Poll::Ready(end);
+                    }
+                    progressed = true;
+                    self.is_parked()
+                }
+                Poll::Ready(None) => false,
+                Poll::Pending => true,
+            };
+            if io.wbuf.len() < WRITE_BACKLOG_LIMIT && (!parked || io.rbuf.len() < PARKED_READ_LIMIT)
+            {
                 match io.poll_read(cx, &self.broker) {
                     Poll::Ready(Ok(n)) if n > 0 => {
                         if let Err(end) = self.on_bytes(io) {
@@ -383,13 +361,17 @@ impl Connection {
         }
     }
 
-    /// Handles every complete packet in the read buffer. Only a complete packet counts for
-    /// keepalive [MQTT-3.1.2-22]: a client dribbling the bytes of one never finished packet is
-    /// still closed at 1.5 times its keepalive.
-    fn on_bytes<S>(&mut self, io: &mut Io<S>) -> Result<(), Ending> {
+    /// Handles every complete packet in the read buffer, up to one that has to wait for the
+    /// HTTP auth service. Only a complete packet counts for keepalive [MQTT-3.1.2-22]: a client
+    /// dribbling the bytes of one never finished packet is still closed at 1.5 times its
+    /// keepalive.
+    pub(super) fn on_bytes<S>(&mut self, io: &mut Io<S>) -> Result<(), Ending> {
         let max = self.broker.config.limits.max_packet_size;
         let mut heard = false;
         loop {
+            if self.is_parked() {
+                return Ok(());
+            }
             match decode(&mut io.rbuf, self.version, max) {
                 Ok(Some(packet)) => {
                     if !heard {
@@ -407,7 +389,7 @@ impl Connection {
         }
     }
 
-    fn on_packet(&mut self, packet: Packet, out: &mut BytesMut) -> Result<(), Ending> {
+    pub(super) fn on_packet(&mut self, packet: Packet, out: &mut BytesMut) -> Result<(), Ending> {
         match packet {
             Packet::Publish(p) => self.on_publish(p, out),
             Packet::PubAck(a) => {
@@ -498,11 +480,19 @@ impl Connection {
         if validate_topic_name(&topic, limits.max_topic_levels).is_err() {
             return Err(Ending::Violation(ReasonCode::TOPIC_NAME_INVALID));
         }
+        let allowed = match self.acl_verdict(Action::Publish, &topic) {
+            Verdict::Allow => true,
+            Verdict::Deny => false,
+            Verdict::Ask(question) => {
+                // Handled again, from the top, once the answer is in.
+                self.park(Packet::Publish(p), vec![question]);
+                return Ok(());
+            }
+        };
         self.broker
             .metrics
             .messages_received
             .fetch_add(1, Ordering::Relaxed);
-        let allowed = self.acl_allows(Action::Publish, &topic);
         if !allowed {
             self.acl_denied("publish", &topic);
         }

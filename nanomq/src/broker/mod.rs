@@ -7,6 +7,7 @@
 //! (DISCONNECT 0x8B to MQTT 5 clients) and `serve` returns once the last one is gone.
 
 mod admission;
+mod authorize;
 mod connect;
 mod connection;
 mod enhanced_auth;

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use super::connection::{Connection, Ending};
 use super::publish::deliver;
-use crate::auth::Action;
+use crate::auth::{AclQuestion, Action, Verdict};
 use crate::mqtt::{
     encode, Packet, ReasonCode, RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck,
     Unsubscribe,
@@ -25,6 +25,13 @@ impl Connection {
                 ReasonCode::SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED,
             ));
         }
+        let questions = self.acl_questions(&s);
+        if !questions.is_empty() {
+            // Handled again, from the top, once every answer is in: nothing of a SUBSCRIBE is
+            // applied before all its filters are decided.
+            self.park(Packet::Subscribe(s), questions);
+            return Ok(());
+        }
         let mut reasons = Vec::with_capacity(s.filters.len());
         for (filter, options) in &s.filters {
             let reason = self.subscribe_one(filter, *options, identifier)?;
@@ -37,6 +44,31 @@ impl Connection {
         };
         encode(&Packet::SubAck(ack), self.version, out);
         Ok(())
+    }
+
+    /// The questions for the HTTP auth service that the well-formed filters of `s` need
+    /// answered; none without an HTTP ACL or when every answer is known.
+    fn acl_questions(&mut self, s: &Subscribe) -> Vec<AclQuestion> {
+        if !self.broker.auth.has_acl() {
+            return Vec::new();
+        }
+        let max_levels = self.broker.config.limits.max_topic_levels;
+        let mut questions = Vec::new();
+        for (filter, _) in &s.filters {
+            let well_formed = match parse_shared(filter) {
+                Ok(shared) => {
+                    let plain = shared.as_ref().map_or(filter.as_str(), |s| s.filter);
+                    validate_topic_filter(plain, max_levels).is_ok()
+                }
+                Err(_) => false,
+            };
+            if well_formed {
+                if let Verdict::Ask(q) = self.acl_verdict(Action::Subscribe, filter) {
+                    questions.push(q);
+                }
+            }
+        }
+        questions
     }
 
     /// Adds one subscription, returning its SUBACK reason code. Only a shared subscription with

@@ -13,14 +13,17 @@ mod validate;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_http;
 
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 pub use load::{ConfigError, Location, Place};
-pub use validate::{InvalidValue, MAX_PACKET_SIZE, MIN_PACKET_SIZE};
+pub use validate::{InvalidValue, MAX_HTTP_TIMEOUT_MS, MAX_PACKET_SIZE, MIN_PACKET_SIZE};
 
 /// The whole broker configuration, one field per TOML section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -345,11 +348,68 @@ impl Default for SysConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// Whether clients that send no user name may connect. Absent means false when
-    /// `password_file` is set and true otherwise.
+    /// `password_file` or `http.url` is set and true otherwise.
     pub allow_anonymous: Option<bool>,
     /// `user:hash` lines, managed with `nanomq passwd FILE USER`; Mosquitto password files
     /// (`$7$` and `$6$` hashes) are read too. Absent means user names are not checked.
     pub password_file: Option<PathBuf>,
-    /// Rules for PUBLISH and SUBSCRIBE, first match wins. Absent means everything is allowed.
+    /// Rules for PUBLISH and SUBSCRIBE, first match wins. Absent means everything is allowed
+    /// (unless `http.acl_url` is set).
     pub acl_file: Option<PathBuf>,
+    /// `[auth.http]`: an HTTP service asked before the files. Absent means none.
+    pub http: Option<HttpAuthConfig>,
+}
+
+/// How requests reach the HTTP auth service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HttpMethod {
+    /// POST with a JSON object of the fields.
+    #[default]
+    Post,
+    /// GET with the fields as URL-encoded query parameters.
+    Get,
+}
+
+/// `[auth.http]`: an HTTP service that answers allow, deny or ignore for CONNECTs (`url`) and
+/// for PUBLISH and SUBSCRIBE (`acl_url`), asked before the password file and the ACL file.
+/// See [`crate::auth::http`] for the order of back-ends, the requests and the answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpAuthConfig {
+    /// `http://host[:port]/path` asked about every CONNECT. Absent means CONNECTs are checked
+    /// by the files only.
+    pub url: Option<String>,
+    /// `http://host[:port]/path` asked about every PUBLISH and SUBSCRIBE the connection has
+    /// no answer for yet. Absent means no HTTP ACL checks.
+    pub acl_url: Option<String>,
+    /// `post` (a JSON body) or `get` (query parameters).
+    pub method: HttpMethod,
+    /// Milliseconds a request may take, waiting for a free request slot included (1 to
+    /// 60000); after that it counts as no answer.
+    pub timeout_ms: u64,
+    /// Seconds an answer is reused for the same question; 0 means no cache.
+    pub cache_ttl_secs: u64,
+    /// Answers kept at most; at least 1.
+    pub cache_max_entries: usize,
+    /// Requests open at once; more wait for a slot within `timeout_ms`. At least 1.
+    pub max_concurrent_requests: usize,
+    /// Extra request headers, such as `Authorization`. The client's own (`Host`,
+    /// `Content-Length`, `Content-Type`, `Connection`, `Transfer-Encoding`) cannot be set.
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Default for HttpAuthConfig {
+    fn default() -> Self {
+        HttpAuthConfig {
+            url: None,
+            acl_url: None,
+            method: HttpMethod::Post,
+            timeout_ms: 3000,
+            cache_ttl_secs: 60,
+            cache_max_entries: 10_000,
+            max_concurrent_requests: 32,
+            headers: BTreeMap::new(),
+        }
+    }
 }

@@ -96,6 +96,7 @@ fn example_file_shows_the_optional_keys() {
         "# allow_anonymous = ",
         "# password_file = ",
         "# acl_file = ",
+        "# [auth.http]",
     ] {
         let at = EXAMPLE
             .lines()
@@ -214,6 +215,7 @@ acl_file = "/etc/nanomq/acl"
             allow_anonymous: Some(true),
             password_file: Some("/etc/nanomq/passwd".into()),
             acl_file: Some("/etc/nanomq/acl".into()),
+            http: None,
         },
     };
     assert_eq!(config, expected);

@@ -5,7 +5,8 @@
 
 use std::net::SocketAddr;
 
-use super::{ClientCertificates, Config, ListenerConfig, UsernameFrom};
+use super::{ClientCertificates, Config, HttpAuthConfig, ListenerConfig, UsernameFrom};
+use crate::auth::http::client::HttpUrl;
 
 /// Smallest useful maximum packet size: a CONNECT with a short client id fits.
 pub const MIN_PACKET_SIZE: u32 = 16;
@@ -98,6 +99,9 @@ impl Config {
             let message = format!("{} is not a QoS: use 0, 1 or 2", self.mqtt.max_qos);
             return Err(invalid("mqtt", "max_qos", message));
         }
+        if let Some(http) = &self.auth.http {
+            validate_http(http).map_err(|(key, message)| invalid("auth.http", key, message))?;
+        }
         Ok(())
     }
 
@@ -179,6 +183,65 @@ fn validate_transport(l: &ListenerConfig) -> Result<(), (&'static str, String)> 
         }
         _ => Ok(()),
     }
+}
+
+/// Longest `auth.http.timeout_ms`: a parked PUBLISH or SUBSCRIBE waits at most this long.
+pub const MAX_HTTP_TIMEOUT_MS: u64 = 60_000;
+
+/// Headers the HTTP client writes itself.
+const RESERVED_HEADERS: [&str; 5] = [
+    "host",
+    "content-length",
+    "content-type",
+    "connection",
+    "transfer-encoding",
+];
+
+/// URLs parse, numbers are in range, headers cannot break the request.
+fn validate_http(http: &HttpAuthConfig) -> Result<(), (&'static str, String)> {
+    if http.url.is_none() && http.acl_url.is_none() {
+        return Err((
+            "url",
+            "is missing: [auth.http] needs url, acl_url or both".to_owned(),
+        ));
+    }
+    for (key, url) in [("url", &http.url), ("acl_url", &http.acl_url)] {
+        if let Some(url) = url {
+            HttpUrl::parse(url).map_err(|e| (key, e))?;
+        }
+    }
+    if http.timeout_ms == 0 {
+        return Err(("timeout_ms", at_least(1, "0")));
+    }
+    if http.timeout_ms > MAX_HTTP_TIMEOUT_MS {
+        let message = format!(
+            "{} exceeds the maximum of {MAX_HTTP_TIMEOUT_MS}",
+            http.timeout_ms
+        );
+        return Err(("timeout_ms", message));
+    }
+    if http.cache_max_entries == 0 {
+        return Err(("cache_max_entries", at_least(1, "0")));
+    }
+    if http.max_concurrent_requests == 0 {
+        return Err(("max_concurrent_requests", at_least(1, "0")));
+    }
+    for (name, value) in &http.headers {
+        let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+        if name.is_empty() || !name.chars().all(token) {
+            return Err(("headers", format!("{name:?} is not a header name")));
+        }
+        if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            return Err(("headers", format!("{name} is set by the broker itself")));
+        }
+        if value.chars().any(|c| c.is_ascii_control() && c != '\t') {
+            return Err((
+                "headers",
+                format!("the value of {name} holds control characters (CR, LF, ...)"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// "`value` is below the minimum of `min`".

@@ -1,9 +1,11 @@
 //! In-process broker tests on the paused tokio clock: timers (keepalive, CONNECT timeout, will
 //! delay, session expiry) are checked exactly and instantly over real loopback sockets.
 //! `limits` checks every configured limit and capability switch the same way; `auth` the
-//! password file and the ACL; `scram` enhanced authentication.
+//! password file and the ACL; `scram` enhanced authentication; `http_auth` the HTTP auth
+//! service, against a real HTTP server.
 
 mod auth;
+mod http_auth;
 mod limits;
 mod scram;
 
@@ -25,16 +27,28 @@ use crate::mqtt::{
 const RECV_LIMIT: Duration = Duration::from_secs(60);
 
 /// Starts a broker on 127.0.0.1:0; it stops when the returned sender is dropped.
-async fn start(mut config: Config) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+async fn start(config: Config) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let (addr, stop, _) = start_with_auth(config).await;
+    (addr, stop)
+}
+
+/// [`start`], also returning the broker's authenticator, for reload.
+async fn start_with_auth(
+    mut config: Config,
+) -> (
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    std::sync::Arc<crate::auth::Authenticator>,
+) {
     config.listeners[0].bind = "127.0.0.1:0".parse().unwrap();
     let listeners = super::bind(&config).await.unwrap();
     let addr = listeners[0].local_addr();
     let auth = std::sync::Arc::new(crate::auth::Authenticator::load(&config.auth).unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(super::serve(config, auth, listeners, async move {
+    tokio::spawn(super::serve(config, auth.clone(), listeners, async move {
         let _ = rx.await;
     }));
-    (addr, tx)
+    (addr, tx, auth)
 }
 
 /// A minimal client on the project's own codec.
