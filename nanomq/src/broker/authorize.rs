@@ -2,7 +2,7 @@
 //! packets parked while the HTTP auth service is asked.
 //!
 //! A PUBLISH or SUBSCRIBE that needs an answer from the HTTP auth service first is parked in
-//! the connection's [`Identity`](super::connection::Identity) while tasks on the runtime ask;
+//! the connection's [`Identity`] while tasks on the runtime ask;
 //! the serving loop keeps writing, reads a bounded amount more and parses none of it, and
 //! handles the packet again, from the top, once the answers are in. So the client's packets
 //! keep their order and no worker thread waits on the network.
@@ -14,10 +14,52 @@ use std::task::{Context, Poll};
 
 use tokio::task::JoinHandle;
 
-use super::connection::{Connection, Ending, Identity};
+use super::connection::{Connection, Ending};
+use super::enhanced_auth::Reauthentication;
 use super::io::Io;
-use crate::auth::{AclAnswer, AclQuestion, Action, Subject, Verdict};
+use crate::auth::{AclAnswer, AclQuestion, AclView, Action, Authenticator, Subject, Verdict};
 use crate::mqtt::Packet;
+
+/// What the ACL knows of a client besides its client id and address, taken once at CONNECT.
+#[derive(Debug)]
+pub(crate) struct Identity {
+    /// The user name from CONNECT (verified when there is a password file) or the certificate.
+    pub(crate) username: Option<Box<str>>,
+    /// Common name of the client certificate, on TLS listeners that verified one.
+    pub(crate) cert_cn: Option<Box<str>>,
+    /// The ACL in force, refreshed before each check.
+    pub(crate) acl: AclView,
+    /// Some for a client that authenticated with SCRAM at CONNECT: it may re-authenticate.
+    pub(crate) reauthentication: Option<Reauthentication>,
+    /// A packet waiting for the HTTP auth service's answers.
+    pub(crate) parked: Option<super::authorize::Parked>,
+}
+
+impl Identity {
+    /// The identity of a client just accepted: only when it has something to say.
+    pub(crate) fn of(
+        username: Option<Box<str>>,
+        cert_cn: Option<Box<str>>,
+        auth: &Authenticator,
+    ) -> Option<Box<Identity>> {
+        (username.is_some() || cert_cn.is_some()).then(|| Identity::new(username, cert_cn, auth))
+    }
+
+    /// An identity with the ACL in force now and nothing pending.
+    pub(crate) fn new(
+        username: Option<Box<str>>,
+        cert_cn: Option<Box<str>>,
+        auth: &Authenticator,
+    ) -> Box<Identity> {
+        Box::new(Identity {
+            username,
+            cert_cn,
+            acl: auth.acl_view(),
+            reauthentication: None,
+            parked: None,
+        })
+    }
+}
 
 /// A PUBLISH or SUBSCRIBE waiting for answers, and the tasks asking (what each asks about, so
 /// a task that failed still counts as "no answer" for its question).

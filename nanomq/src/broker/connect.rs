@@ -15,7 +15,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::connection::{Connection, Identity};
+use super::authorize::Identity;
+use super::connection::Connection;
 use super::enhanced_auth::{self, Reauthentication};
 use super::io::Io;
 use super::registry::{finish_session, Claim, SessionRef};

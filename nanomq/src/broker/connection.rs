@@ -26,14 +26,14 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::admission::PendingSlot;
-use super::enhanced_auth::Reauthentication;
+use super::authorize::Identity;
 use super::io::Io;
 use super::publish::{message, route};
 use super::registry::{arm_timers, finish_session, LinkSerial, SessionHandle, SessionRef, Signal};
 use super::transport::Upgrade;
 use super::Broker;
 use super::{connect, keepalive};
-use crate::auth::{AclView, Action, Authenticator, Verdict};
+use crate::auth::{Action, Verdict};
 use crate::mqtt::{
     decode, encode, Disconnect, Packet, ProtocolVersion, PubAck, Publish, QoS, ReasonCode, Will,
 };
@@ -204,47 +204,6 @@ pub(crate) struct Connection {
     /// Boxed and optional, as every idle connection pays for this struct: None for a client
     /// with neither user name nor certificate until an ACL is in force.
     pub(crate) identity: Option<Box<Identity>>,
-}
-
-/// What the ACL knows of a client besides its client id and address, taken once at CONNECT.
-#[derive(Debug)]
-pub(crate) struct Identity {
-    /// The user name from CONNECT (verified when there is a password file) or the certificate.
-    pub(crate) username: Option<Box<str>>,
-    /// Common name of the client certificate, on TLS listeners that verified one.
-    pub(crate) cert_cn: Option<Box<str>>,
-    /// The ACL in force, refreshed before each check.
-    pub(crate) acl: AclView,
-    /// Some for a client that authenticated with SCRAM at CONNECT: it may re-authenticate.
-    pub(crate) reauthentication: Option<Reauthentication>,
-    /// A packet waiting for the HTTP auth service's answers.
-    pub(crate) parked: Option<super::authorize::Parked>,
-}
-
-impl Identity {
-    /// The identity of a client just accepted: only when it has something to say.
-    pub(crate) fn of(
-        username: Option<Box<str>>,
-        cert_cn: Option<Box<str>>,
-        auth: &Authenticator,
-    ) -> Option<Box<Identity>> {
-        (username.is_some() || cert_cn.is_some()).then(|| Identity::new(username, cert_cn, auth))
-    }
-
-    /// An identity with the ACL in force now and nothing pending.
-    pub(crate) fn new(
-        username: Option<Box<str>>,
-        cert_cn: Option<Box<str>>,
-        auth: &Authenticator,
-    ) -> Box<Identity> {
-        Box::new(Identity {
-            username,
-            cert_cn,
-            acl: auth.acl_view(),
-            reauthentication: None,
-            parked: None,
-        })
-    }
 }
 
 impl Connection {
