@@ -321,8 +321,7 @@ where
     };
     // A session is resumed only by its owner: a client id taken by another user (or by an
     // anonymous client) starts afresh, as with Clean Start.
-    let fresh =
-        c.clean_start || (existed && handle.state().owner.as_deref() != c.username.as_deref());
+    let fresh = c.clean_start || (existed && handle.state().owner() != c.username.as_deref());
     if fresh && existed {
         finish_session(broker, &handle);
     }
@@ -342,11 +341,11 @@ where
         let mut s = handle.state();
         if !session_present {
             *s = Session::new(broker.session_limits);
-            s.owner = c.username.as_deref().map(Box::from);
+            s.set_owner(c.username.as_deref());
         }
         s.expiry_interval = expiry;
         // A client back before its Will Delay Interval ran out cancels the will.
-        s.pending_will = None;
+        s.set_pending_will(None);
         s.attach(params);
         handle.set_online(true);
     }

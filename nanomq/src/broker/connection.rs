@@ -565,7 +565,7 @@ impl Connection {
         let (epoch, expiry) = {
             let mut s = self.handle().state();
             s.detach();
-            s.pending_will = will;
+            s.set_pending_will(will);
             (self.handle().set_online(false), s.expiry_interval)
         };
         tracing::info!(
@@ -574,7 +574,7 @@ impl Connection {
             "{ending}"
         );
         if will_delay == Some(0) {
-            let will = self.handle().state().pending_will.take();
+            let will = self.handle().state().take_pending_will();
             if let Some(w) = will {
                 super::publish::publish_will(broker, *w);
             }

@@ -45,8 +45,9 @@ struct Entry {
 pub struct Inflight {
     entries: VecDeque<Entry>,
     last_id: u16,
-    /// Entries in [`Sent::Earlier`], so that a session owing nothing answers at once.
-    owed: usize,
+    /// Entries in [`Sent::Earlier`], so that a session owing nothing answers at once. u32
+    /// fits beside `last_id`: every session is a word smaller than with usize.
+    owed: u32,
 }
 
 impl Inflight {
@@ -120,7 +121,8 @@ impl Inflight {
         for e in &mut self.entries {
             e.sent = Sent::Earlier;
         }
-        self.owed = self.entries.len();
+        // In flight is bounded by max_inflight, a u16.
+        self.owed = u32::try_from(self.entries.len()).unwrap_or(u32::MAX);
     }
 
     /// True when [`Self::resend`] has something to do within `window`.

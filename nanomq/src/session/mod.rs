@@ -144,13 +144,21 @@ pub struct Session {
     pub subscriptions: BTreeMap<String, SubscriptionEntry>,
     /// Session Expiry Interval in seconds (0: ends with the connection; u32::MAX: never).
     pub expiry_interval: u32,
+    /// What many sessions never have, behind one pointer: every session is kept in memory, so
+    /// those without a pending will or an owner pay 8 bytes for both.
+    extras: Option<Box<Extras>>,
+    attached: Option<Attached>,
+}
+
+/// The rarer parts of a session.
+#[derive(Debug, Default)]
+struct Extras {
     /// A will waiting for its Will Delay Interval or for the session to end.
-    pub pending_will: Option<Box<Will>>,
+    pending_will: Option<Box<Will>>,
     /// The user name of the connection that started the session (None: anonymous). Only a
     /// connection with the same user name resumes it, so what was granted to one user (its
     /// subscriptions, its queued messages) never goes to another.
-    pub owner: Option<Box<str>>,
-    attached: Option<Attached>,
+    owner: Option<Box<str>>,
 }
 
 impl Session {
@@ -163,9 +171,52 @@ impl Session {
             inbound_qos2: BTreeSet::new(),
             subscriptions: BTreeMap::new(),
             expiry_interval: 0,
-            pending_will: None,
-            owner: None,
+            extras: None,
             attached: None,
+        }
+    }
+
+    /// The user name that started the session (None: anonymous).
+    pub fn owner(&self) -> Option<&str> {
+        self.extras.as_ref()?.owner.as_deref()
+    }
+
+    /// Records the user name that starts the session.
+    pub fn set_owner(&mut self, owner: Option<&str>) {
+        if owner.is_none() && self.extras.is_none() {
+            return;
+        }
+        self.extras_mut().owner = owner.map(Box::from);
+        self.drop_empty_extras();
+    }
+
+    /// Parks a will until its delay runs out or the session ends (None cancels one).
+    pub fn set_pending_will(&mut self, will: Option<Box<Will>>) {
+        if will.is_none() && self.extras.is_none() {
+            return;
+        }
+        self.extras_mut().pending_will = will;
+        self.drop_empty_extras();
+    }
+
+    /// Takes the pending will, if any.
+    pub fn take_pending_will(&mut self) -> Option<Box<Will>> {
+        let will = self.extras.as_mut()?.pending_will.take();
+        self.drop_empty_extras();
+        will
+    }
+
+    fn extras_mut(&mut self) -> &mut Extras {
+        self.extras.get_or_insert_with(Box::default)
+    }
+
+    fn drop_empty_extras(&mut self) {
+        if self
+            .extras
+            .as_ref()
+            .is_some_and(|e| e.pending_will.is_none() && e.owner.is_none())
+        {
+            self.extras = None;
         }
     }
 
