@@ -49,8 +49,15 @@ pub const MAX_ARGON2_MEMORY_KIB: u32 = 256 * 1024;
 
 /// What an unknown user is verified against when the file has no user: the parameters of a new
 /// hash, and a hash no password gives (all zeros).
-const DECOY: &str = "$argon2id$v=19$m=4096,t=3,p=1$AAAAAAAAAAAAAAAAAAAAAA\
+pub(crate) const DECOY: &str = "$argon2id$v=19$m=4096,t=3,p=1$AAAAAAAAAAAAAAAAAAAAAA\
                      $AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+#[cfg(test)]
+thread_local! {
+    /// Hashes computed on this thread: lets tests see that unknown users and missing passwords
+    /// cost a full verification, without timing anything.
+    pub(crate) static HASHES_COMPUTED: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
 
 /// A parsed password file.
 #[derive(Debug, Clone)]
@@ -277,6 +284,8 @@ impl StoredHash {
 
     /// Whether `password` gives this hash; compared in constant time.
     pub fn verify(&self, password: &[u8]) -> bool {
+        #[cfg(test)]
+        HASHES_COMPUTED.with(|n| n.set(n.get() + 1));
         match self {
             StoredHash::Argon2(phc) => {
                 // The algorithm, version and parameters come from the PHC string.

@@ -17,8 +17,10 @@ use crate::{listener, TestBroker};
 
 /// `limits.connect_timeout_secs` in these tests.
 const DEADLINE: Duration = Duration::from_secs(1);
-/// How late after the deadline the broker may close a socket on a busy machine.
-const SLACK: Duration = Duration::from_millis(550);
+/// How late after the deadline the broker may close a socket on a busy machine. Generous: that
+/// one deadline covers handshake and CONNECT is shown by the dripped ClientHello, closed less
+/// than the deadline after its handshake ended, however loaded the machine.
+const SLACK: Duration = Duration::from_millis(1500);
 
 /// Asserts that a socket opened at `t0` was closed (just now) at the CONNECT deadline; returns
 /// how long it lived.
