@@ -13,7 +13,7 @@ LIC_FILES_CHKSUM = "file://LICENSE;md5=8228f5c1e1830ab2431056f197eda5c5"
 # The release process sets SRCREV to the commit of the release (and renames this file to the
 # new version); nanomq-crates.inc must then be regenerated from that commit's Cargo.lock.
 SRC_URI = "git://github.com/nanomq-rs/nanomq.git;protocol=https;branch=main"
-SRCREV = "b044ac1eb3188f72c992cf6da8fa3987519b258f"
+SRCREV = "cb01b3d9260027c5f7158456082cb6ecafe47abd"
 
 inherit cargo cargo-update-recipe-crates systemd useradd
 
