@@ -38,3 +38,8 @@ pub mod mqtt;
 pub mod router;
 pub mod service;
 pub mod session;
+#[cfg(feature = "persistence")]
+pub mod store;
+#[cfg(not(feature = "persistence"))]
+#[path = "store/disabled.rs"]
+pub mod store;

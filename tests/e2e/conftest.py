@@ -203,6 +203,8 @@ class Broker:
         self._port_found = threading.Event()
         self._drainer: threading.Thread | None = None
         self.returncode: int | None = None
+        # Arguments after `nanomq start --config FILE`.
+        self.extra_args: list[str] = []
 
     # -- lifecycle
 
@@ -217,7 +219,7 @@ class Broker:
                             "or set NANOMQ_BIN")
             conf = self.workdir / "nanomq.toml"
             conf.write_text(to_toml(self.config))
-            argv = [str(binary), "start", "--config", str(conf)]
+            argv = [str(binary), "start", "--config", str(conf)] + self.extra_args
         else:
             binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
             self.port = free_port()
@@ -255,6 +257,15 @@ class Broker:
                     pytest.fail(f"mosquitto did not start; log:\n{self.log_text()}")
                 time.sleep(0.05)
         return self
+
+    def restart(self) -> "Broker":
+        """Start again after stop() or kill(), with the same config and directory; the
+        listeners get new ports."""
+        assert not self.is_running(), "restart() of a running broker"
+        self.port = None
+        self.listeners = []
+        self._port_found.clear()
+        return self.start()
 
     def _expected_listeners(self) -> int:
         # No [[listeners]] at all means nanomq's single default listener.

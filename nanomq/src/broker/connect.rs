@@ -344,6 +344,17 @@ where
             s.set_owner(c.username.as_deref());
         }
         s.expiry_interval = expiry;
+        // A session that may outlive the connection is kept in the state database; one that
+        // may not (a resumed session given expiry 0) leaves it now.
+        if let Some(store) = &broker.store {
+            if expiry > 0 {
+                store.put_session(&handle.client_id, expiry, s.owner());
+                s.set_journaled(true);
+            } else if s.is_journaled() {
+                store.end_session(&handle.client_id);
+                s.set_journaled(false);
+            }
+        }
         // A client back before its Will Delay Interval ran out cancels the will.
         s.set_pending_will(None);
         s.attach(params);
@@ -387,8 +398,9 @@ where
         will: c.will.map(Box::new),
         connect_expiry: expiry,
         serial,
-        inbound_aliases: Default::default(),
+        inbound_aliases: None,
         identity,
+        held: None,
     })
 }
 

@@ -28,6 +28,7 @@ use tokio::time::Instant;
 use super::admission::PendingSlot;
 use super::authorize::Identity;
 use super::io::Io;
+use super::persist::HeldAcks;
 use super::publish::{message, route};
 use super::registry::{arm_timers, finish_session, LinkSerial, SessionHandle, SessionRef, Signal};
 use super::transport::Upgrade;
@@ -38,6 +39,7 @@ use crate::mqtt::{
     decode, encode, Disconnect, Packet, ProtocolVersion, PubAck, Publish, QoS, ReasonCode, Will,
 };
 use crate::router::validate_topic_name;
+use crate::store::Ticket;
 
 /// Stop taking messages from the session once this much is waiting to be written.
 const WRITE_BUDGET: usize = 64 * 1024;
@@ -198,12 +200,16 @@ pub(crate) struct Connection {
     pub(crate) connect_expiry: u32,
     /// Our link serial in the session handle.
     pub(crate) serial: LinkSerial,
-    /// Topic aliases the client set on this connection.
-    pub(crate) inbound_aliases: BTreeMap<u16, Arc<str>>,
+    /// Topic aliases the client set on this connection; allocated on the first, since most
+    /// clients never set one and every idle connection pays for what is inline here.
+    #[allow(clippy::box_collection)]
+    pub(crate) inbound_aliases: Option<Box<BTreeMap<u16, Arc<str>>>>,
     /// Who the client is, as ACL rules name it, and the ACL it was last checked against.
     /// Boxed and optional, as every idle connection pays for this struct: None for a client
     /// with neither user name nor certificate until an ACL is in force.
     pub(crate) identity: Option<Box<Identity>>,
+    /// PUBACK/PUBREC waiting for the state database (see `persist`); None almost always.
+    pub(crate) held: Option<Box<HeldAcks>>,
 }
 
 impl Connection {
@@ -252,9 +258,9 @@ impl Connection {
                     _ => Ending::Kicked(reason),
                 });
             }
+            let mut progressed = self.release_acks(io, cx);
             self.fill(io);
-            let mut progressed = false;
-            if io.wants_write() {
+            if io.wants_write() && self.output_ready(cx) {
                 match io.poll_write(cx, &self.broker) {
                     Poll::Ready(true) => progressed = true,
                     Poll::Ready(false) => return Poll::Ready(Ending::Closed),
@@ -272,7 +278,11 @@ impl Connection {
                 Poll::Ready(None) => false,
                 Poll::Pending => true,
             };
-            if io.wbuf.len() < WRITE_BACKLOG_LIMIT && (!parked || io.rbuf.len() < PARKED_READ_LIMIT)
+            // Acknowledgements held for the store pace a publisher like its Receive Maximum.
+            let held = self.held_acks() > usize::from(self.broker.config.limits.receive_maximum);
+            if io.wbuf.len() < WRITE_BACKLOG_LIMIT
+                && (!parked || io.rbuf.len() < PARKED_READ_LIMIT)
+                && !held
             {
                 match io.poll_read(cx, &self.broker) {
                     Poll::Ready(Ok(n)) if n > 0 => {
@@ -302,7 +312,11 @@ impl Connection {
             if !s.has_pending() {
                 return;
             }
-            s.write_pending(Instant::now(), &mut io.wbuf, WRITE_BUDGET)
+            let stats = s.write_pending(Instant::now(), &mut io.wbuf, WRITE_BUDGET);
+            let ticket = super::persist::journal(&self.broker, self.handle(), &mut s);
+            drop(s);
+            self.hold_output(ticket);
+            stats
         };
         let m = &self.broker.metrics;
         m.messages_sent
@@ -352,14 +366,11 @@ impl Connection {
         match packet {
             Packet::Publish(p) => self.on_publish(p, out),
             Packet::PubAck(a) => {
-                self.handle().state().on_puback(a.packet_id);
+                self.with_session(|s| s.on_puback(a.packet_id));
                 Ok(())
             }
             Packet::PubRec(a) => {
-                let release = self
-                    .handle()
-                    .state()
-                    .on_pubrec(a.packet_id, a.reason.is_error());
+                let release = self.with_session(|s| s.on_pubrec(a.packet_id, a.reason.is_error()));
                 if release {
                     self.ack(Packet::PubRel, a.packet_id, ReasonCode::SUCCESS, out);
                 } else if !a.reason.is_error() {
@@ -373,11 +384,11 @@ impl Connection {
                 Ok(())
             }
             Packet::PubComp(a) => {
-                self.handle().state().on_pubcomp(a.packet_id);
+                self.with_session(|s| s.on_pubcomp(a.packet_id));
                 Ok(())
             }
             Packet::PubRel(a) => {
-                let known = self.handle().state().on_pubrel(a.packet_id);
+                let known = self.with_session(|s| s.on_pubrel(a.packet_id));
                 let reason = if known {
                     ReasonCode::SUCCESS
                 } else {
@@ -402,6 +413,14 @@ impl Connection {
                 Err(Ending::Violation(ReasonCode::PROTOCOL_ERROR))
             }
         }
+    }
+
+    /// Runs `f` on the locked session, then hands what it journaled to the store.
+    fn with_session<T>(&self, f: impl FnOnce(&mut crate::session::Session) -> T) -> T {
+        let mut s = self.handle().state();
+        let result = f(&mut s);
+        super::persist::journal(&self.broker, self.handle(), &mut s);
+        result
     }
 
     /// Appends a PUBACK-shaped packet (`kind` picks which).
@@ -458,9 +477,16 @@ impl Connection {
         // MQTT 5 refuses with 0x87, which ends a QoS 2 exchange at PUBREC. 3.x has no way to say
         // no: its acknowledgements go out as usual and the message is dropped.
         let refuse = !allowed && self.version.is_v5();
-        let first_time = match p.qos {
+        // A QoS 2 message's packet id and the message itself reach the state database in one
+        // commit: after a crash either both are there (a resend is known as one) or neither
+        // (a resend is routed as new).
+        let unit = match (p.qos, &self.broker.store) {
+            (QoS::ExactlyOnce, Some(store)) => Some(store.unit()),
+            _ => None,
+        };
+        let (first_time, mut stored) = match p.qos {
             QoS::ExactlyOnce if !refuse => self.accept_qos2(p.packet_id)?,
-            _ => true,
+            _ => (true, None),
         };
         let route_now = allowed && first_time;
         let mut matched = 0;
@@ -473,8 +499,11 @@ impl Connection {
                 p.properties,
                 Instant::now(),
             );
-            matched = route(&self.broker, Arc::new(m), Some(&self.me));
+            let routed = route(&self.broker, Arc::new(m), Some(&self.me));
+            matched = routed.matched;
+            stored = stored.max(routed.stored);
         }
+        drop(unit);
         let reason = if refuse {
             ReasonCode::NOT_AUTHORIZED
         } else if matched == 0 && route_now {
@@ -482,23 +511,27 @@ impl Connection {
         } else {
             ReasonCode::SUCCESS
         };
+        let id = p.packet_id;
         match p.qos {
             QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => self.ack(Packet::PubAck, p.packet_id, reason, out),
-            QoS::ExactlyOnce => self.ack(Packet::PubRec, p.packet_id, reason, out),
+            QoS::AtLeastOnce => self.ack_when_stored(Packet::PubAck, id, reason, stored, out),
+            QoS::ExactlyOnce => self.ack_when_stored(Packet::PubRec, id, reason, stored, out),
         }
         Ok(())
     }
 
     /// Records an inbound QoS 2 packet id until its PUBREL; false for a duplicate, which is
-    /// acknowledged but not routed again.
-    fn accept_qos2(&mut self, packet_id: u16) -> Result<bool, Ending> {
+    /// acknowledged but not routed again. Also returns the ticket of the packet id's record in
+    /// the state database, for a persistent session.
+    fn accept_qos2(&self, packet_id: u16) -> Result<(bool, Option<Ticket>), Ending> {
         let receive_max = usize::from(self.broker.config.limits.receive_maximum);
         let mut s = self.handle().state();
         if s.inbound_in_flight() >= receive_max && !s.has_inbound_qos2(packet_id) {
             return Err(Ending::Violation(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED));
         }
-        Ok(s.on_inbound_qos2(packet_id))
+        let first_time = s.on_inbound_qos2(packet_id);
+        let ticket = super::persist::journal(&self.broker, self.handle(), &mut s);
+        Ok((first_time, ticket))
     }
 
     /// The topic of an inbound PUBLISH, applying and recording Topic Aliases (MQTT 5 3.3.2.3.4).
@@ -515,12 +548,15 @@ impl Connection {
         if p.topic.is_empty() {
             return self
                 .inbound_aliases
-                .get(&alias)
+                .as_ref()
+                .and_then(|a| a.get(&alias))
                 .cloned()
                 .ok_or(Ending::Violation(ReasonCode::PROTOCOL_ERROR));
         }
         let topic: Arc<str> = Arc::from(p.topic.as_str());
-        self.inbound_aliases.insert(alias, topic.clone());
+        self.inbound_aliases
+            .get_or_insert_with(Box::default)
+            .insert(alias, topic.clone());
         Ok(topic)
     }
 
@@ -566,6 +602,9 @@ impl Connection {
             let mut s = self.handle().state();
             s.detach();
             s.set_pending_will(will);
+            if let (Some(store), true, 1..) = (&broker.store, s.is_journaled(), s.expiry_interval) {
+                store.detached(&self.handle().client_id, s.expiry_interval);
+            }
             (self.handle().set_online(false), s.expiry_interval)
         };
         tracing::info!(

@@ -15,6 +15,7 @@ mod io;
 mod keepalive;
 mod listener;
 mod metrics;
+mod persist;
 mod publish;
 mod registry;
 mod subscribe;
@@ -33,6 +34,7 @@ use crate::auth::Authenticator;
 use crate::config::{Config, QueueFullPolicy};
 use crate::router::{RetainedStore, SubscriptionTree};
 use crate::session::{FullPolicy, Message, SessionLimits};
+use crate::store::{Opened, Store};
 
 pub use listener::{bind, check_transports, CertificateReloader, Listener};
 pub use metrics::Metrics;
@@ -73,18 +75,32 @@ pub enum BrokerError {
 }
 
 /// Serves MQTT on bound listeners until `shutdown` resolves, then shuts down gracefully. `auth`
-/// checks CONNECTs and holds the ACL; the caller keeps a clone to reload it.
+/// checks CONNECTs and holds the ACL; the caller keeps a clone to reload it. `state` is the
+/// state database with what it held (None: memory only); it is closed, everything committed,
+/// once the last connection is gone.
 pub async fn serve(
     config: Config,
     auth: Arc<Authenticator>,
     listeners: Vec<Listener>,
+    state: Option<Opened>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), BrokerError> {
     if listeners.is_empty() {
         return Err(BrokerError::NoListeners);
     }
     let (stop_tx, stop_rx) = watch::channel(false);
-    let broker = Arc::new(Broker::new(config, auth, stop_rx));
+    #[cfg(feature = "persistence")]
+    let (store, restored) = match state {
+        Some(o) => (Some(Arc::new(o.store)), Some(o.restored)),
+        None => (None, None),
+    };
+    #[cfg(not(feature = "persistence"))]
+    let store = state.map(|o| match o {});
+    let broker = Arc::new(Broker::new(config, auth, store, stop_rx));
+    #[cfg(feature = "persistence")]
+    if let Some(restored) = restored {
+        persist::restore(&broker, restored);
+    }
     // Every connection task holds a clone; `recv` returns None once the last one is dropped.
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
 
@@ -113,6 +129,9 @@ pub async fn serve(
     {
         tracing::warn!("some connections did not close within {SHUTDOWN_GRACE:?}");
     }
+    if let Some(store) = &broker.store {
+        store.close();
+    }
     Ok(())
 }
 
@@ -128,6 +147,8 @@ pub(crate) struct Broker {
     pub(crate) started: Instant,
     pub(crate) stop: watch::Receiver<bool>,
     pub(crate) connect_rate: admission::ConnectRate,
+    /// The state database; None keeps everything in memory.
+    pub(crate) store: Option<Arc<Store>>,
 }
 
 impl Broker {
@@ -136,7 +157,12 @@ impl Broker {
         u32::try_from(self.started.elapsed().as_secs()).unwrap_or(u32::MAX)
     }
 
-    fn new(config: Config, auth: Arc<Authenticator>, stop: watch::Receiver<bool>) -> Self {
+    fn new(
+        config: Config,
+        auth: Arc<Authenticator>,
+        store: Option<Arc<Store>>,
+        stop: watch::Receiver<bool>,
+    ) -> Self {
         let l = &config.limits;
         let session_limits = SessionLimits {
             max_queued: u32::try_from(l.max_queued_messages).unwrap_or(u32::MAX),
@@ -162,6 +188,7 @@ impl Broker {
             connect_rate: admission::ConnectRate::new(config.limits.connect_rate_per_ip),
             config,
             auth,
+            store,
         }
     }
 }

@@ -10,6 +10,7 @@ use super::registry::SessionRef;
 use super::Broker;
 use crate::mqtt::{Properties, QoS, Will};
 use crate::session::{Message, Outgoing};
+use crate::store::Ticket;
 
 /// Builds the routed form of a message: expiry turned into a deadline, and the properties that
 /// are per hop (topic alias, subscription ids, expiry, will delay) removed from the pass-through.
@@ -35,20 +36,40 @@ pub(crate) fn message(
         retain,
         properties,
         expires_at,
+        store_id: Default::default(),
     }
 }
 
+/// What became of a routed message.
+pub(crate) struct Routed {
+    /// Subscribers it was queued for.
+    pub(crate) matched: usize,
+    /// The last change it made to the state database (retained, or queued for a persistent
+    /// session), if any: an acknowledgement that promises it is kept waits for this.
+    pub(crate) stored: Option<Ticket>,
+}
+
 /// Routes a message to every matching subscriber and updates the retained store. `publisher`
-/// is the sending session (for No Local), None for broker-originated messages. Returns the
-/// number of subscribers it was queued for.
+/// is the sending session (for No Local), None for broker-originated messages.
 pub(crate) fn route(
     broker: &Broker,
     message: Arc<Message>,
     publisher: Option<&SessionRef>,
-) -> usize {
+) -> Routed {
+    let mut stored = None;
     if message.retain && broker.config.mqtt.retain_available {
         let keep = (!message.payload.is_empty()).then(|| message.clone());
-        broker.retained.set(&message.topic, keep);
+        // $SYS statistics are the broker's own, published again after a restart.
+        match broker
+            .store
+            .as_ref()
+            .filter(|_| !message.topic.starts_with("$SYS/"))
+        {
+            Some(store) => broker.retained.set_and(&message.topic, keep.clone(), || {
+                stored = Some(store.retain(&message.topic, keep.as_ref()));
+            }),
+            None => broker.retained.set(&message.topic, keep),
+        }
     }
     let mut deliveries = Vec::new();
     broker.subscriptions.match_topic(
@@ -64,34 +85,69 @@ pub(crate) fn route(
             qos: message.qos.min(d.qos),
             retain: message.retain && d.retain_as_published,
             subscription_identifiers: d.subscription_identifiers,
+            stored: false,
         };
-        deliver(broker, &d.subscriber.0, item);
+        stored = stored.max(deliver(broker, &d.subscriber.0, item));
     }
-    matched
+    Routed { matched, stored }
 }
 
 /// Queues one delivery for a session and wakes its connection, counting what the queue limit
-/// made it drop.
-pub(crate) fn deliver(broker: &Broker, session: &super::registry::SessionHandle, item: Outgoing) {
-    let dropped = session.state().enqueue(item);
-    if let Some(d) = dropped {
-        let total = broker
-            .metrics
-            .messages_dropped
-            .fetch_add(1, Ordering::Relaxed)
-            + 1;
-        // One line per power of two keeps a flood of drops from flooding the log.
-        if total.is_power_of_two() {
-            tracing::warn!(
-                client_id = %session.client_id,
-                topic = %d.message.topic,
-                qos = d.qos as u8,
-                dropped_total = total,
-                "session queue full: message dropped"
-            );
+/// (or the state database's) made it drop. A QoS 1/2 message for a persistent session is
+/// stored first; returns the ticket of what this wrote to the state database.
+pub(crate) fn deliver(
+    broker: &Broker,
+    session: &super::registry::SessionHandle,
+    mut item: Outgoing,
+) -> Option<Ticket> {
+    let (dropped, ticket) = {
+        let mut s = session.state();
+        let mut ticket = None;
+        if let (Some(store), true) = (&broker.store, s.is_journaled()) {
+            if item.qos != QoS::AtMostOnce {
+                match store.enqueue(&session.client_id, &item) {
+                    Some(t) => {
+                        item.stored = true;
+                        ticket = Some(t);
+                    }
+                    None => {
+                        drop(s);
+                        count_drop(broker, session, &item, "state database bound reached");
+                        return None;
+                    }
+                }
+            }
         }
+        let dropped = s.enqueue(item);
+        (
+            dropped,
+            super::persist::journal(broker, session, &mut s).max(ticket),
+        )
+    };
+    if let Some(d) = dropped {
+        count_drop(broker, session, &d, "session queue full");
     }
     session.wake();
+    ticket
+}
+
+/// Counts a delivery dropped for `why`, logging the first and then every power of two.
+fn count_drop(broker: &Broker, session: &super::registry::SessionHandle, d: &Outgoing, why: &str) {
+    let total = broker
+        .metrics
+        .messages_dropped
+        .fetch_add(1, Ordering::Relaxed)
+        + 1;
+    // One line per power of two keeps a flood of drops from flooding the log.
+    if total.is_power_of_two() {
+        tracing::warn!(
+            client_id = %session.client_id,
+            topic = %d.message.topic,
+            qos = d.qos as u8,
+            dropped_total = total,
+            "{why}: message dropped"
+        );
+    }
 }
 
 /// Publishes a will message on behalf of a client that is gone.

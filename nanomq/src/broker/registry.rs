@@ -69,10 +69,10 @@ fn next_serial() -> LinkSerial {
 }
 
 impl SessionHandle {
-    fn new(client_id: Arc<str>, limits: SessionLimits) -> Self {
+    fn new(client_id: Arc<str>, session: Session) -> Self {
         SessionHandle {
             client_id,
-            state: Mutex::new(Session::new(limits)),
+            state: Mutex::new(session),
             control: Mutex::new(Control::default()),
             keepalive_deadline: AtomicU32::new(0),
             epoch: AtomicU32::new(0),
@@ -268,7 +268,10 @@ impl SessionRegistry {
         let (handle, existed) = match map.get(client_id) {
             Some(h) => (h.0.clone(), true),
             None => {
-                let h = Arc::new(SessionHandle::new(Arc::from(client_id), limits));
+                let h = Arc::new(SessionHandle::new(
+                    Arc::from(client_id),
+                    Session::new(limits),
+                ));
                 map.insert(ByClientId(h.clone()));
                 (h, false)
             }
@@ -289,6 +292,14 @@ impl SessionRegistry {
             serial,
             existed,
         }
+    }
+
+    /// Adds a session read back from the state database, detached. A session already
+    /// registered under the id (none at start) is replaced.
+    pub(crate) fn restore(&self, client_id: &str, session: Session) -> Arc<SessionHandle> {
+        let handle = Arc::new(SessionHandle::new(Arc::from(client_id), session));
+        self.lock(client_id).replace(ByClientId(handle.clone()));
+        handle
     }
 
     /// The connection with link `serial` is gone: removes its link and tells a successor
@@ -389,6 +400,10 @@ impl Takeover {
 pub(crate) fn finish_session(broker: &Broker, handle: &Arc<SessionHandle>) {
     let (filters, will) = {
         let mut s = handle.state();
+        if let (Some(store), true) = (&broker.store, s.is_journaled()) {
+            store.end_session(&handle.client_id);
+            s.set_journaled(false);
+        }
         let filters = std::mem::take(&mut s.subscriptions);
         (filters, s.take_pending_will())
     };
@@ -447,7 +462,7 @@ mod tests {
             max_inflight: 1,
             max_outgoing_alias: 0,
         };
-        let h = SessionHandle::new(Arc::from("c"), limits);
+        let h = SessionHandle::new(Arc::from("c"), Session::new(limits));
         assert!(!h.is_online());
         let e1 = h.set_online(true);
         assert!(h.is_online() && h.epoch_is(e1));

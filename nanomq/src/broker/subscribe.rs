@@ -125,13 +125,17 @@ impl Connection {
                 identifier,
             },
         );
-        self.handle().state().subscriptions.insert(
-            filter.to_owned(),
-            SubscriptionEntry {
-                options,
-                identifier,
-            },
-        );
+        let entry = SubscriptionEntry {
+            options,
+            identifier,
+        };
+        {
+            let mut s = self.handle().state();
+            s.subscriptions.insert(filter.to_owned(), entry);
+            if let (Some(store), true) = (&self.broker.store, s.is_journaled()) {
+                store.subscribe(&self.handle().client_id, filter, entry);
+            }
+        }
         // Retained messages are not sent for shared subscriptions (MQTT 5 4.8.2).
         let send_retained = shared.is_none()
             && match options.retain_handling {
@@ -157,6 +161,7 @@ impl Connection {
                 retain: true,
                 subscription_identifiers: id.into_iter().collect(),
                 message,
+                stored: false,
             };
             deliver(&self.broker, self.handle(), item);
         }
@@ -167,7 +172,13 @@ impl Connection {
             .filters
             .iter()
             .map(|f| {
-                self.handle().state().subscriptions.remove(f);
+                {
+                    let mut s = self.handle().state();
+                    s.subscriptions.remove(f);
+                    if let (Some(store), true) = (&self.broker.store, s.is_journaled()) {
+                        store.unsubscribe(&self.handle().client_id, f);
+                    }
+                }
                 if self.broker.subscriptions.unsubscribe(f, &self.me) {
                     ReasonCode::SUCCESS
                 } else {

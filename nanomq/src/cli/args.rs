@@ -45,6 +45,10 @@ pub(super) struct StartArgs {
     /// TOML config file; without it the broker runs on built-in defaults (tcp 0.0.0.0:1883).
     #[arg(short, long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// When the state database is corrupt, move it aside (as nanomq.db.corrupt-<time>) and
+    /// start with empty state, instead of refusing to start.
+    #[arg(long)]
+    pub recover_store: bool,
 }
 
 /// `nanomq check-config`.

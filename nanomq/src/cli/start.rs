@@ -47,6 +47,7 @@ pub(super) fn start(args: StartArgs) -> anyhow::Result<()> {
     runtime.block_on(async {
         let signals = Signals::install().context("cannot install signal handlers")?;
         let listeners = crate::broker::bind(&config).await?;
+        let state = open_state(&config, args.recover_store)?;
         service::notify(ServiceState::Ready);
         service::start_watchdog();
         let reload = Reload {
@@ -57,11 +58,51 @@ pub(super) fn start(args: StartArgs) -> anyhow::Result<()> {
             running: config.clone(),
         };
         let supervisor = answer_signals(signals, reload);
-        crate::broker::serve(config, auth, listeners, supervisor).await?;
+        crate::broker::serve(config, auth, listeners, state, supervisor).await?;
         anyhow::Ok(())
     })?;
     tracing::info!("broker stopped");
     Ok(())
+}
+
+/// Opens the state database in `persistence.dir`, or says that state stays in memory.
+#[cfg(feature = "persistence")]
+fn open_state(config: &Config, recover: bool) -> anyhow::Result<Option<crate::store::Opened>> {
+    let Some(dir) = &config.persistence.dir else {
+        tracing::info!(
+            "no state directory (persistence.dir): sessions and retained messages are kept in \
+             memory only and lost on restart"
+        );
+        return Ok(None);
+    };
+    let options = crate::store::OpenOptions {
+        recover,
+        beat: Box::new(|| {}),
+        stall_after: None,
+    };
+    let opened = crate::store::Store::open(&config.persistence, dir, options)?;
+    tracing::info!(
+        path = %opened.store.path().display(),
+        sync = ?config.persistence.sync,
+        "state database open"
+    );
+    Ok(Some(opened))
+}
+
+/// Without the `persistence` feature a configured state directory is an error: the operator
+/// asked for durability this build cannot give.
+#[cfg(not(feature = "persistence"))]
+fn open_state(config: &Config, _recover: bool) -> anyhow::Result<Option<crate::store::Opened>> {
+    if config.persistence.dir.is_some() {
+        anyhow::bail!(
+            "persistence.dir is set, but this nanomq was built without the `persistence` \
+             feature: remove the key or use a build with it"
+        );
+    }
+    tracing::info!(
+        "built without persistence: sessions and retained messages are kept in memory only"
+    );
+    Ok(None)
 }
 
 /// Parses and validates a config file, and the password, ACL, certificate and key files it
@@ -178,6 +219,7 @@ fn sections_needing_restart(running: &Config, new: &Config) -> Vec<&'static str>
         mqtt,
         sys,
         auth: _,
+        persistence,
     } = new;
     [
         ("[runtime]", *runtime != running.runtime),
@@ -185,6 +227,7 @@ fn sections_needing_restart(running: &Config, new: &Config) -> Vec<&'static str>
         ("[limits]", *limits != running.limits),
         ("[mqtt]", *mqtt != running.mqtt),
         ("[sys]", *sys != running.sys),
+        ("[persistence]", *persistence != running.persistence),
     ]
     .into_iter()
     .filter_map(|(name, changed)| changed.then_some(name))

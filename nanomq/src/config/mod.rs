@@ -9,6 +9,7 @@
 //! offsets into `line:column`; `validate` holds the rules serde cannot express.
 
 mod load;
+mod persistence;
 mod validate;
 
 #[cfg(test)]
@@ -23,6 +24,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use load::{ConfigError, Location, Place};
+pub use persistence::{PersistenceConfig, SyncMode, MAX_BATCH_WINDOW_MS};
 pub use validate::{InvalidValue, MAX_HTTP_TIMEOUT_MS, MAX_PACKET_SIZE, MIN_PACKET_SIZE};
 
 /// The whole broker configuration, one field per TOML section.
@@ -45,6 +47,8 @@ pub struct Config {
     pub sys: SysConfig,
     /// `[auth]`: password file, ACL file and whether anonymous clients may connect.
     pub auth: AuthConfig,
+    /// `[persistence]`: the state directory and how durable its writes are.
+    pub persistence: PersistenceConfig,
 }
 
 impl Default for Config {
@@ -57,6 +61,7 @@ impl Default for Config {
             mqtt: MqttConfig::default(),
             sys: SysConfig::default(),
             auth: AuthConfig::default(),
+            persistence: PersistenceConfig::default(),
         }
     }
 }

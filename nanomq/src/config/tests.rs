@@ -85,7 +85,7 @@ fn example_file_documents_every_key() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 29);
+    assert_eq!(checked, 34);
 }
 
 /// Keys without a default value (None) are shown commented out, each with its comment.
@@ -97,6 +97,7 @@ fn example_file_shows_the_optional_keys() {
         "# password_file = ",
         "# acl_file = ",
         "# [auth.http]",
+        "# dir = ",
     ] {
         let at = EXAMPLE
             .lines()
@@ -217,6 +218,7 @@ acl_file = "/etc/nanomq/acl"
             acl_file: Some("/etc/nanomq/acl".into()),
             http: None,
         },
+        persistence: PersistenceConfig::default(),
     };
     assert_eq!(config, expected);
 }

@@ -99,6 +99,23 @@ impl Config {
             let message = format!("{} is not a QoS: use 0, 1 or 2", self.mqtt.max_qos);
             return Err(invalid("mqtt", "max_qos", message));
         }
+        let p = &self.persistence;
+        if !(1..=super::MAX_BATCH_WINDOW_MS).contains(&p.batch_window_ms) {
+            let message = format!(
+                "{} is outside 1..={}",
+                p.batch_window_ms,
+                super::MAX_BATCH_WINDOW_MS
+            );
+            return Err(invalid("persistence", "batch_window_ms", message));
+        }
+        let non_zero = [
+            ("max_messages", p.max_messages == 0),
+            ("max_bytes", p.max_bytes == 0),
+            ("max_session_bytes", p.max_session_bytes == 0),
+        ];
+        if let Some((key, _)) = non_zero.iter().find(|(_, zero)| *zero) {
+            return Err(invalid("persistence", key, at_least(1, "0")));
+        }
         if let Some(http) = &self.auth.http {
             validate_http(http).map_err(|(key, message)| invalid("auth.http", key, message))?;
         }

@@ -81,7 +81,7 @@ impl Body for Subscribe {
 
 impl SubscriptionOptions {
     /// Parses the options byte (spec 3.8.3.1); 3.x only has the QoS bits.
-    fn decode(byte: u8, version: ProtocolVersion) -> Result<Self, DecodeError> {
+    pub(crate) fn decode(byte: u8, version: ProtocolVersion) -> Result<Self, DecodeError> {
         let reserved = if version.is_v5() { 0xC0 } else { 0xFC };
         if byte & reserved != 0 {
             return Err(DecodeError::Malformed("reserved subscription option bits"));
@@ -106,7 +106,7 @@ impl SubscriptionOptions {
         })
     }
 
-    fn to_byte(self, version: ProtocolVersion) -> u8 {
+    pub(crate) fn to_byte(self, version: ProtocolVersion) -> u8 {
         let qos = self.qos as u8;
         if !version.is_v5() {
             return qos;

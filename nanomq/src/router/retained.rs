@@ -59,7 +59,14 @@ impl<M: Clone> RetainedStore<M> {
     /// Sets (`Some`) or clears (`None`) the retained message of the topic name `topic`, replacing
     /// any previous one. Clearing a topic that has none is a no-op.
     pub fn set(&self, topic: &str, message: Option<M>) {
+        self.set_and(topic, message, || {});
+    }
+
+    /// [`Self::set`], running `also` under the same lock: a copy kept elsewhere (the state
+    /// database) then sees the updates of one topic in the order they happened here.
+    pub fn set_and(&self, topic: &str, message: Option<M>, also: impl FnOnce()) {
         let mut store = write_lock(&self.inner);
+        also();
         match message {
             Some(message) => store.insert(topic, message),
             None => {

@@ -92,18 +92,34 @@ impl Inflight {
             .position(|e| e.packet_id == packet_id && e.phase == phase)
     }
 
-    /// Ends the flow of `packet_id` if it is in `phase`; false if there is no such flow.
-    pub fn complete(&mut self, packet_id: u16, phase: Phase) -> bool {
-        let Some(e) = self
+    /// Ends the flow of `packet_id` if it is in `phase`, returning its message; None if there
+    /// is no such flow.
+    pub fn complete(&mut self, packet_id: u16, phase: Phase) -> Option<Outgoing> {
+        let e = self
             .position(packet_id, phase)
-            .and_then(|i| self.entries.remove(i))
-        else {
-            return false;
-        };
+            .and_then(|i| self.entries.remove(i))?;
         if e.sent == Sent::Earlier {
             self.owed -= 1;
         }
-        true
+        Some(e.item)
+    }
+
+    /// Puts back a flow read from the state database, owed a resend like every flow after a
+    /// reconnect. Packet ids stay as they were sent.
+    pub fn restore(&mut self, packet_id: u16, phase: Phase, item: Outgoing) {
+        self.entries.push_back(Entry {
+            packet_id,
+            item,
+            phase,
+            sent: Sent::Earlier,
+        });
+        self.owed += 1;
+        self.last_id = self.last_id.max(packet_id);
+    }
+
+    /// True if `packet_id` is in flight in `phase`.
+    pub fn awaits(&self, packet_id: u16, phase: Phase) -> bool {
+        self.position(packet_id, phase).is_some()
     }
 
     /// PUBREC received: moves the flow to [`Phase::AwaitComp`]. True if a PUBREL is due, which
@@ -149,7 +165,7 @@ impl Inflight {
     /// past PUBREC. Re-sent PUBLISH packets count against the client's Receive Maximum like new
     /// ones (`window`): once it is reached the rest waits for acknowledgements. One that has
     /// become too large for the client (a smaller Maximum Packet Size, or no alias) is
-    /// discarded as if delivered (MQTT-3.1.2-25).
+    /// discarded as if delivered (MQTT-3.1.2-25) and handed to `discarded` with its packet id.
     pub fn resend(
         &mut self,
         params: &ConnectionParams,
@@ -157,6 +173,7 @@ impl Inflight {
         now: Instant,
         out: &mut BytesMut,
         stats: &mut WriteStats,
+        discarded: &mut impl FnMut(Outgoing, u16),
     ) {
         if self.owed == 0 {
             return;
@@ -199,7 +216,9 @@ impl Inflight {
                 payload: &m.payload,
             };
             if publish.encoded_len(version) > params.max_packet_size as usize {
-                self.entries.remove(i);
+                if let Some(e) = self.entries.remove(i) {
+                    discarded(e.item, e.packet_id);
+                }
                 self.owed -= 1;
                 stats.too_large += 1;
                 continue;

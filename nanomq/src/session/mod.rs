@@ -40,6 +40,42 @@ pub struct Message {
     pub properties: Properties,
     /// When the Message Expiry Interval runs out, if one was given.
     pub expires_at: Option<Instant>,
+    /// Its row in the state database, given when it is first stored (see `store`).
+    pub store_id: StoreId,
+}
+
+/// The id of a message's row in the state database: 0 until the message is first stored. Only
+/// stored messages pay for giving one out; the publish path never touches it otherwise.
+#[derive(Debug, Default)]
+pub struct StoreId(portable_atomic::AtomicU64);
+
+impl StoreId {
+    /// An id read back from the database.
+    pub fn new(id: u64) -> Self {
+        StoreId(portable_atomic::AtomicU64::new(id))
+    }
+
+    /// The id, given by `assign` the first time (several threads may store the same message
+    /// at once: one id wins and all of them use it).
+    pub fn get_or_assign(&self, assign: impl FnOnce() -> u64) -> u64 {
+        use std::sync::atomic::Ordering;
+        let id = self.0.load(Ordering::Acquire);
+        if id != 0 {
+            return id;
+        }
+        match self
+            .0
+            .compare_exchange(0, assign(), Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => self.0.load(Ordering::Acquire),
+            Err(winner) => winner,
+        }
+    }
+
+    /// The id, 0 when the message was never stored.
+    pub fn get(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
 }
 
 impl Message {
@@ -74,6 +110,41 @@ pub struct Outgoing {
     pub retain: bool,
     /// Identifiers of every matching subscription.
     pub subscription_identifiers: Vec<u32>,
+    /// Also written to the state database: what becomes of it is journaled (see
+    /// [`StoreEvent`]).
+    pub stored: bool,
+}
+
+/// What happened to a session's stored state, for the state database to follow. A session
+/// records these only while journaled ([`Session::set_journaled`]); the broker drains them
+/// ([`Session::take_journal`]) under the same lock, so the database sees them in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreEvent {
+    /// A stored QoS 2 message went out with this packet id: a resend after a restart must use
+    /// it, or the client would take it for a new message.
+    Sent {
+        /// The message's [`StoreId`].
+        message: u64,
+        /// The packet id it went out with.
+        packet_id: u16,
+    },
+    /// PUBREC came for a stored QoS 2 message: after a restart, PUBREL is owed, not PUBLISH.
+    Released {
+        /// The flow's packet id.
+        packet_id: u16,
+    },
+    /// A stored message is done with: acknowledged, expired, too large or dropped. `packet_id`
+    /// names it among copies of the same message when it was a QoS 2 flow in progress.
+    Settled {
+        /// The message's [`StoreId`].
+        message: u64,
+        /// The packet id of its QoS 2 flow, if one was under way.
+        packet_id: Option<u16>,
+    },
+    /// An inbound QoS 2 packet id now awaits PUBREL: a resend after a restart is a duplicate.
+    InboundAdded(u16),
+    /// PUBREL came for an inbound QoS 2 packet id.
+    InboundReleased(u16),
 }
 
 /// One subscription as the session remembers it, to restore and to remove it.
@@ -83,6 +154,23 @@ pub struct SubscriptionEntry {
     pub options: SubscriptionOptions,
     /// Subscription Identifier, if the client gave one.
     pub identifier: Option<u32>,
+}
+
+/// A session as the state database keeps it; see [`Session::restore`].
+#[derive(Debug, Default)]
+pub struct SavedSession {
+    /// Session Expiry Interval left, in seconds.
+    pub expiry_interval: u32,
+    /// The user name that started it.
+    pub owner: Option<String>,
+    /// Its subscriptions by filter.
+    pub subscriptions: BTreeMap<String, SubscriptionEntry>,
+    /// QoS 2 flows under way: packet id, phase (`AwaitRec` or `AwaitComp`) and message.
+    pub inflight: Vec<(u16, Phase, Outgoing)>,
+    /// Messages waiting, oldest first (QoS 1 messages sent but not acknowledged among them).
+    pub queue: Vec<Outgoing>,
+    /// Inbound QoS 2 packet ids awaiting PUBREL.
+    pub inbound_qos2: BTreeSet<u16>,
 }
 
 /// Limits from the configuration that shape a session's queues.
@@ -159,6 +247,10 @@ struct Extras {
     /// connection with the same user name resumes it, so what was granted to one user (its
     /// subscriptions, its queued messages) never goes to another.
     owner: Option<Box<str>>,
+    /// The session is in the state database: changes to what it stores are journaled.
+    journaled: bool,
+    /// Changes not yet handed to the state database.
+    journal: Vec<StoreEvent>,
 }
 
 impl Session {
@@ -174,6 +266,25 @@ impl Session {
             extras: None,
             attached: None,
         }
+    }
+
+    /// A detached session read back from the state database: journaled, its in-flight flows
+    /// owed a resend on the next connection, its queue in the order it was stored (which may
+    /// exceed today's queue limit: nothing read back is dropped).
+    pub fn restore(limits: SessionLimits, saved: SavedSession) -> Self {
+        let mut s = Session::new(limits);
+        s.expiry_interval = saved.expiry_interval;
+        s.subscriptions = saved.subscriptions;
+        s.inbound_qos2 = saved.inbound_qos2;
+        for (packet_id, phase, item) in saved.inflight {
+            s.inflight.restore(packet_id, phase, item);
+        }
+        for item in saved.queue {
+            s.queue.push(item, usize::MAX, limits.full_policy);
+        }
+        s.set_owner(saved.owner.as_deref());
+        s.set_journaled(true);
+        s
     }
 
     /// The user name that started the session (None: anonymous).
@@ -214,9 +325,53 @@ impl Session {
         if self
             .extras
             .as_ref()
-            .is_some_and(|e| e.pending_will.is_none() && e.owner.is_none())
+            .is_some_and(|e| e.pending_will.is_none() && e.owner.is_none() && !e.journaled)
         {
             self.extras = None;
+        }
+    }
+
+    /// Starts (or stops) journaling what becomes of stored messages and inbound QoS 2 packet
+    /// ids: the session is (or is no longer) in the state database.
+    pub fn set_journaled(&mut self, journaled: bool) {
+        if !journaled && self.extras.is_none() {
+            return;
+        }
+        let extras = self.extras_mut();
+        extras.journaled = journaled;
+        if !journaled {
+            extras.journal = Vec::new();
+        }
+        self.drop_empty_extras();
+    }
+
+    /// True while the session is in the state database.
+    pub fn is_journaled(&self) -> bool {
+        self.extras.as_ref().is_some_and(|e| e.journaled)
+    }
+
+    /// Hands over the changes journaled since the last call.
+    pub fn take_journal(&mut self) -> Vec<StoreEvent> {
+        match &mut self.extras {
+            Some(e) if !e.journal.is_empty() => std::mem::take(&mut e.journal),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Journals `event` when the session is journaled.
+    fn journal(&mut self, event: StoreEvent) {
+        if let Some(e) = &mut self.extras {
+            if e.journaled {
+                e.journal.push(event);
+            }
+        }
+    }
+
+    /// Journals that a stored `item` is done with.
+    fn settle(&mut self, item: &Outgoing, packet_id: Option<u16>) {
+        if item.stored {
+            let message = item.message.store_id.get();
+            self.journal(StoreEvent::Settled { message, packet_id });
         }
     }
 
@@ -257,11 +412,15 @@ impl Session {
         if self.attached.is_none() && item.qos == QoS::AtMostOnce {
             return None;
         }
-        self.queue.push(
+        let dropped = self.queue.push(
             item,
             self.limits.max_queued as usize,
             self.limits.full_policy,
-        )
+        );
+        if let Some(d) = &dropped {
+            self.settle(d, None);
+        }
+        dropped
     }
 
     /// Messages waiting (not yet in flight).
@@ -305,14 +464,22 @@ impl Session {
             return stats;
         };
         let window = self.window(&a);
+        let mut discarded = Vec::new();
         self.inflight
-            .resend(&a.params, window, now, out, &mut stats);
+            .resend(&a.params, window, now, out, &mut stats, &mut |item, id| {
+                discarded.push((item, id))
+            });
+        for (item, id) in discarded {
+            let qos2 = item.qos == QoS::ExactlyOnce;
+            self.settle(&item, qos2.then_some(id));
+        }
         while out.len() < budget && self.window_open(&a) {
             let Some(item) = self.queue.pop() else { break };
             let expiry = match item.message.remaining_expiry(now) {
                 Ok(e) => e,
                 Err(Expired) => {
                     stats.expired += 1;
+                    self.settle(&item, None);
                     continue;
                 }
             };
@@ -353,10 +520,15 @@ impl Session {
             if publish.encoded_len(a.params.version) > max {
                 // MQTT-3.1.2-25: discard as if delivered.
                 stats.too_large += 1;
+                self.settle(&item, None);
                 continue;
             }
             publish.encode(a.params.version, out);
             stats.published += 1;
+            if item.stored && item.qos == QoS::ExactlyOnce {
+                let message = item.message.store_id.get();
+                self.journal(StoreEvent::Sent { message, packet_id });
+            }
             if packet_id != 0 {
                 self.inflight.insert(packet_id, item);
             }
@@ -367,28 +539,46 @@ impl Session {
 
     /// PUBACK from the client. Returns false for an unknown packet id.
     pub fn on_puback(&mut self, packet_id: u16) -> bool {
-        self.inflight.complete(packet_id, Phase::AwaitAck)
+        self.complete(packet_id, Phase::AwaitAck)
     }
 
     /// PUBREC from the client: true when a PUBREL must be sent. A failure reason ends the flow.
     pub fn on_pubrec(&mut self, packet_id: u16, failed: bool) -> bool {
         if failed {
-            self.inflight.complete(packet_id, Phase::AwaitRec);
-            false
-        } else {
-            self.inflight.released(packet_id)
+            self.complete(packet_id, Phase::AwaitRec);
+            return false;
         }
+        let stored = self.is_journaled() && self.inflight.awaits(packet_id, Phase::AwaitRec);
+        let release = self.inflight.released(packet_id);
+        if stored {
+            self.journal(StoreEvent::Released { packet_id });
+        }
+        release
     }
 
     /// PUBCOMP from the client. Returns false for an unknown packet id.
     pub fn on_pubcomp(&mut self, packet_id: u16) -> bool {
-        self.inflight.complete(packet_id, Phase::AwaitComp)
+        self.complete(packet_id, Phase::AwaitComp)
+    }
+
+    /// Ends the outbound flow of `packet_id` in `phase`, journaling it when it was stored.
+    fn complete(&mut self, packet_id: u16, phase: Phase) -> bool {
+        let Some(item) = self.inflight.complete(packet_id, phase) else {
+            return false;
+        };
+        let qos2 = item.qos == QoS::ExactlyOnce;
+        self.settle(&item, qos2.then_some(packet_id));
+        true
     }
 
     /// An inbound QoS 2 PUBLISH: true if this packet id is new and the message must be routed,
     /// false if it is a retransmission of one already received (exactly once).
     pub fn on_inbound_qos2(&mut self, packet_id: u16) -> bool {
-        self.inbound_qos2.insert(packet_id)
+        let new = self.inbound_qos2.insert(packet_id);
+        if new {
+            self.journal(StoreEvent::InboundAdded(packet_id));
+        }
+        new
     }
 
     /// True if an inbound QoS 2 message with this packet id awaits PUBREL.
@@ -398,7 +588,11 @@ impl Session {
 
     /// PUBREL from the client: true if the packet id was known.
     pub fn on_pubrel(&mut self, packet_id: u16) -> bool {
-        self.inbound_qos2.remove(&packet_id)
+        let known = self.inbound_qos2.remove(&packet_id);
+        if known {
+            self.journal(StoreEvent::InboundReleased(packet_id));
+        }
+        known
     }
 
     /// Inbound QoS 2 messages awaiting PUBREL: they count against the broker's Receive Maximum.

@@ -12,10 +12,12 @@ pub(crate) fn outgoing(tag: u8, qos: QoS) -> Outgoing {
             retain: false,
             properties: Properties::default(),
             expires_at: None,
+            store_id: StoreId::default(),
         }),
         qos,
         retain: false,
         subscription_identifiers: Vec::new(),
+        stored: false,
     }
 }
 

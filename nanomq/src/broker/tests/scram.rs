@@ -547,6 +547,7 @@ async fn start_with_auth(
         config,
         auth.clone(),
         listeners,
+        None,
         async move {
             let _ = rx.await;
         },

@@ -270,12 +270,14 @@ impl Client {
                 expires_at: spec
                     .expiry_secs
                     .map(|s| self.now + Duration::from_secs(s.into())),
+                store_id: Default::default(),
             }),
             qos: spec.qos,
             retain: spec.retain,
             subscription_identifiers: (0..u32::from(ids & 3))
                 .map(|i| 1 + (u32::from(ids) << 20) + i)
                 .collect(),
+            stored: false,
         }
     }
 
