@@ -164,6 +164,7 @@ impl Admission {
         tracing::warn!(
             peer = %ip,
             listener,
+            reason = refusal.reason(),
             refused = self.unlogged,
             "connection refused: {}",
             refusal.reason()

@@ -37,6 +37,7 @@ pub(crate) async fn handshake<U: Upgrade>(
     tcp: TcpStream,
     upgrade: U,
     peer: SocketAddr,
+    listener: Arc<String>,
 ) -> Option<(Connection, Io<U::Stream>)> {
     let timeout = Duration::from_secs(broker.config.limits.connect_timeout_secs);
     let deadline = Instant::now() + timeout;
@@ -48,16 +49,20 @@ pub(crate) async fn handshake<U: Upgrade>(
     let (stream, certificate) = match upgraded {
         Ok(Ok(upgraded)) => upgraded,
         Ok(Err(e)) => {
-            tracing::debug!(%peer, "transport handshake failed: {e}");
+            tracing::debug!(%peer, %listener, "transport handshake failed: {e}");
             return None;
         }
         Err(_) => {
-            tracing::debug!(%peer, "transport handshake not done within {timeout:?}: closing");
+            tracing::debug!(
+                %peer,
+                %listener,
+                "transport handshake not done within {timeout:?}: closing"
+            );
             return None;
         }
     };
     let mut io = Io::new(stream);
-    let conn = negotiate(&broker, &mut io, peer, certificate, deadline).await?;
+    let conn = negotiate(&broker, &mut io, peer, listener, certificate, deadline).await?;
     Some((conn, io))
 }
 
@@ -65,6 +70,7 @@ async fn negotiate<S>(
     broker: &Arc<Broker>,
     io: &mut Io<S>,
     peer: SocketAddr,
+    listener: Arc<String>,
     certificate: Option<ClientCertificate>,
     deadline: Instant,
 ) -> Option<Connection>
@@ -87,15 +93,15 @@ where
             return None;
         }
         Err(_) => {
-            tracing::debug!(%peer, "no CONNECT within the CONNECT timeout: closing");
+            tracing::debug!(%peer, %listener, "no CONNECT within the CONNECT timeout: closing");
             return None;
         }
     };
-    match accept(broker, io, *connect, peer, certificate, deadline).await {
+    match accept(broker, io, *connect, peer, &listener, certificate, deadline).await {
         Ok(conn) => Some(conn),
         Err(version) => {
             io.flush(broker).await;
-            tracing::debug!(%peer, ?version, "connection refused");
+            tracing::debug!(%peer, %listener, ?version, "connection refused");
             None
         }
     }
@@ -234,6 +240,7 @@ async fn accept<S>(
     io: &mut Io<S>,
     mut c: Connect,
     peer: SocketAddr,
+    listener: &Arc<String>,
     certificate: Option<ClientCertificate>,
     deadline: Instant,
 ) -> Result<Connection, ProtocolVersion>
@@ -242,6 +249,13 @@ where
 {
     let v = c.protocol;
     if let Err(code) = check(broker, &c) {
+        tracing::debug!(
+            client_id = %c.client_id,
+            %peer,
+            %listener,
+            reason = format_args!("CONNECT refused (0x{:02x})", code.0),
+            "connection refused"
+        );
         refuse(io, v, code);
         return Err(v);
     }
@@ -279,6 +293,8 @@ where
             client_id = %c.client_id,
             username = c.username.as_deref().unwrap_or(""),
             %peer,
+            %listener,
+            reason = %refusal,
             "connection refused: {refusal}"
         );
         refuse(io, v, refusal.reason_code());
@@ -352,7 +368,14 @@ where
     let m = &broker.metrics;
     let connected = m.clients_connected.fetch_add(1, Ordering::Relaxed) + 1;
     m.clients_maximum.fetch_max(connected, Ordering::Relaxed);
-    tracing::info!(%client_id, %peer, version = v as u8, session_present, "client connected");
+    tracing::info!(
+        %client_id,
+        %peer,
+        %listener,
+        version = v as u8,
+        session_present,
+        "client connected"
+    );
 
     let mut properties = Properties::default();
     if v.is_v5() {
@@ -383,6 +406,7 @@ where
         me: SessionRef(handle),
         version: v,
         peer,
+        listener: listener.clone(),
         keep_alive,
         will: c.will.map(Box::new),
         connect_expiry: expiry,

@@ -15,8 +15,10 @@ mod io;
 mod keepalive;
 mod listener;
 mod metrics;
+mod probe;
 mod publish;
 mod registry;
+mod status;
 mod subscribe;
 mod sys;
 mod transport;
@@ -32,6 +34,7 @@ use tokio::time::Instant;
 use crate::auth::Authenticator;
 use crate::config::{Config, QueueFullPolicy};
 use crate::router::{RetainedStore, SubscriptionTree};
+use crate::service::Health;
 use crate::session::{FullPolicy, Message, SessionLimits};
 
 pub use listener::{bind, check_transports, CertificateReloader, Listener};
@@ -73,18 +76,20 @@ pub enum BrokerError {
 }
 
 /// Serves MQTT on bound listeners until `shutdown` resolves, then shuts down gracefully. `auth`
-/// checks CONNECTs and holds the ACL; the caller keeps a clone to reload it.
+/// checks CONNECTs and holds the ACL; the caller keeps a clone to reload it. Every accept loop
+/// and the router register with `health`, which the watchdog reads.
 pub async fn serve(
     config: Config,
     auth: Arc<Authenticator>,
     listeners: Vec<Listener>,
+    health: Arc<Health>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), BrokerError> {
     if listeners.is_empty() {
         return Err(BrokerError::NoListeners);
     }
     let (stop_tx, stop_rx) = watch::channel(false);
-    let broker = Arc::new(Broker::new(config, auth, stop_rx));
+    let broker = Arc::new(Broker::new(config, auth, health, stop_rx));
     // Every connection task holds a clone; `recv` returns None once the last one is dropped.
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
 
@@ -98,6 +103,9 @@ pub async fn serve(
     }
     tokio::spawn(sys::publish_loop(broker.clone()));
     tokio::spawn(keepalive::sweep_loop(broker.clone()));
+    let router = broker.health.register("router");
+    tokio::spawn(probe::router_probe_loop(broker.clone(), router));
+    tokio::spawn(status::report_loop(broker.clone()));
     drop(alive_tx);
 
     shutdown.await;
@@ -113,6 +121,9 @@ pub async fn serve(
     {
         tracing::warn!("some connections did not close within {SHUTDOWN_GRACE:?}");
     }
+    // STORE FLUSH POINT: every connection is gone (or the grace period ran out), so sessions
+    // and retained messages no longer change. Flush and close the store here, before `serve`
+    // returns and the process exits 0.
     Ok(())
 }
 
@@ -128,6 +139,8 @@ pub(crate) struct Broker {
     pub(crate) started: Instant,
     pub(crate) stop: watch::Receiver<bool>,
     pub(crate) connect_rate: admission::ConnectRate,
+    /// What the watchdog checks: components register here and beat.
+    pub(crate) health: Arc<Health>,
 }
 
 impl Broker {
@@ -136,7 +149,12 @@ impl Broker {
         u32::try_from(self.started.elapsed().as_secs()).unwrap_or(u32::MAX)
     }
 
-    fn new(config: Config, auth: Arc<Authenticator>, stop: watch::Receiver<bool>) -> Self {
+    fn new(
+        config: Config,
+        auth: Arc<Authenticator>,
+        health: Arc<Health>,
+        stop: watch::Receiver<bool>,
+    ) -> Self {
         let l = &config.limits;
         let session_limits = SessionLimits {
             max_queued: u32::try_from(l.max_queued_messages).unwrap_or(u32::MAX),
@@ -162,6 +180,7 @@ impl Broker {
             connect_rate: admission::ConnectRate::new(config.limits.connect_rate_per_ip),
             config,
             auth,
+            health,
         }
     }
 }

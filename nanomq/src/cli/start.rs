@@ -10,7 +10,7 @@ use super::args::{CheckConfigArgs, StartArgs};
 use crate::auth::Authenticator;
 use crate::broker::{CertificateReloader, Listener};
 use crate::config::Config;
-use crate::service::{self, LogControl, ServiceState, Signal, Signals};
+use crate::service::{self, Health, LogControl, ServiceState, Signal, Signals};
 
 /// Runs the broker. A config error is returned before anything starts, so a bad file never
 /// leaves a half-configured broker running.
@@ -48,7 +48,8 @@ pub(super) fn start(args: StartArgs) -> anyhow::Result<()> {
         let signals = Signals::install().context("cannot install signal handlers")?;
         let listeners = crate::broker::bind(&config).await?;
         service::notify(ServiceState::Ready);
-        service::start_watchdog();
+        let health = Health::new();
+        service::start_watchdog(health.clone());
         let reload = Reload {
             path: args.config,
             log,
@@ -57,7 +58,7 @@ pub(super) fn start(args: StartArgs) -> anyhow::Result<()> {
             running: config.clone(),
         };
         let supervisor = answer_signals(signals, reload);
-        crate::broker::serve(config, auth, listeners, supervisor).await?;
+        crate::broker::serve(config, auth, listeners, health, supervisor).await?;
         anyhow::Ok(())
     })?;
     tracing::info!("broker stopped");

@@ -34,6 +34,7 @@ use std::sync::Arc;
 use nanomq::auth::Authenticator;
 use nanomq::broker::{bind, serve, BrokerError, CertificateReloader};
 use nanomq::config::Config;
+use nanomq::service::Health;
 use tokio::sync::oneshot;
 
 use client::within;
@@ -68,7 +69,7 @@ impl TestBroker {
                 let reloaders: Vec<_> = listeners.iter().map(|l| l.reloader()).collect();
                 let _ = bound.send(Ok((addrs, reloaders)));
                 let auth = Arc::new(Authenticator::load(&config.auth).expect("auth config"));
-                let result = serve(config, auth, listeners, async move {
+                let result = serve(config, auth, listeners, Health::new(), async move {
                     let _ = stopped.await;
                 })
                 .await;

@@ -547,6 +547,7 @@ async fn start_with_auth(
         config,
         auth.clone(),
         listeners,
+        crate::service::Health::new(),
         async move {
             let _ = rx.await;
         },
