@@ -1,7 +1,10 @@
 //! The daemon under a service manager, without systemd: the test binds the unix datagram socket
 //! systemd would, starts the real binary with `NOTIFY_SOCKET` and `WATCHDOG_USEC`, and reads
 //! what it is told (READY=1, WATCHDOG=1, RELOADING=1, STOPPING=1) while checking that the broker
-//! serves, reloads its config on SIGHUP without dropping anything, and exits 0 on SIGTERM.
+//! serves, reloads its config on SIGHUP without dropping anything, and exits 0 on SIGTERM; that
+//! STATUS= counts clients and messages; that the watchdog pings stop when a component is made to
+//! stall (`NANOMQ_TEST_STALL`); and, with a real systemd-journald in a private mount namespace,
+//! that connection log lines carry CLIENT_ID, PEER, LISTENER and REASON.
 #![cfg(feature = "systemd")]
 
 #[allow(dead_code)] // the helpers this suite does not use serve the others
@@ -33,6 +36,11 @@ struct Service {
 impl Service {
     /// Starts the broker with `WATCHDOG_USEC=watchdog_usec` (when given) and waits for its port.
     fn start(watchdog_usec: Option<u32>) -> Service {
+        Self::start_with(watchdog_usec, &[])
+    }
+
+    /// [`Service::start`] with more environment variables.
+    fn start_with(watchdog_usec: Option<u32>, env: &[(&str, &str)]) -> Service {
         let dir = unique_dir("nanomq-service");
         std::fs::create_dir_all(&dir).expect("create temp dir");
         let config = dir.join("nanomq.toml");
@@ -43,6 +51,7 @@ impl Service {
         let mut cmd = Command::new(NANOMQ);
         cmd.arg("start").arg("--config").arg(&config);
         cmd.env("NOTIFY_SOCKET", &socket).env_remove("RUST_LOG");
+        cmd.envs(env.iter().copied());
         if let Some(usec) = watchdog_usec {
             cmd.env("WATCHDOG_USEC", usec.to_string());
         }
@@ -55,7 +64,7 @@ impl Service {
         }
     }
 
-    /// The next notification, ignoring watchdog pings unless `want` is one.
+    /// The next notification, ignoring watchdog pings and status lines unless `want` is one.
     fn next(&self, want: &str) -> String {
         let mut buf = [0u8; 512];
         loop {
@@ -66,7 +75,8 @@ impl Service {
                 )
             });
             let text = String::from_utf8_lossy(&buf[..n]).trim().to_owned();
-            if text != "WATCHDOG=1" || want == "WATCHDOG=1" {
+            let periodic = text == "WATCHDOG=1" || text.starts_with("STATUS=");
+            if !periodic || text.starts_with(want) {
                 return text;
             }
         }
@@ -135,14 +145,10 @@ fn ready_once_listening_then_watchdog_pings() {
 fn no_watchdog_pings_unless_asked() {
     let service = Service::start(None);
     assert_eq!(service.next("READY=1"), "READY=1");
-    service
-        .notify
-        .set_read_timeout(Some(Duration::from_millis(600)))
-        .unwrap();
-    let mut buf = [0u8; 64];
+    let got = collect(&service, Duration::from_millis(600));
     assert!(
-        service.notify.recv(&mut buf).is_err(),
-        "unexpected notification"
+        got.iter().all(|n| n.starts_with("STATUS=")),
+        "unexpected notification: {got:?}"
     );
 }
 
@@ -187,4 +193,150 @@ fn sigterm_says_stopping_and_exits_0() {
         sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "exit status {status}");
+}
+
+/// A raw MQTT 3.1.1 packet: `header`, remaining length (under 128 here), body.
+fn packet(header: u8, body: &[u8]) -> Vec<u8> {
+    let mut p = vec![header, u8::try_from(body.len()).expect("short packet")];
+    p.extend_from_slice(body);
+    p
+}
+
+/// `text` with its 2-byte length prefix.
+fn mqtt_str(text: &str) -> Vec<u8> {
+    let mut s = (text.len() as u16).to_be_bytes().to_vec();
+    s.extend_from_slice(text.as_bytes());
+    s
+}
+
+/// The number before `unit` in a STATUS line: `STATUS=2 clients, 6.7 msg/s in, ...`.
+fn status_number(line: &str, unit: &str) -> f64 {
+    let before = &line[..line
+        .find(unit)
+        .unwrap_or_else(|| panic!("{unit} in {line}"))];
+    let number = before.trim_end().rsplit([' ', '=']).next().unwrap();
+    number
+        .parse()
+        .unwrap_or_else(|_| panic!("number before {unit} in {line}"))
+}
+
+#[test]
+fn status_counts_clients_and_message_rates() {
+    let service = Service::start(None);
+    assert_eq!(service.next("READY=1"), "READY=1");
+    // The first status line follows READY=1 at once.
+    let first = service.next("STATUS=");
+    assert!(
+        first.starts_with("STATUS=0 clients, 0 msg/s in, 0 msg/s out, "),
+        "{first}"
+    );
+    // `$SYS` topics are retained too.
+    let retained_before = status_number(&first, "retained");
+
+    let mut subscriber = mqtt_connect(service.broker.port);
+    let mut body = vec![0, 1];
+    body.extend(mqtt_str("status/t"));
+    body.push(0);
+    subscriber.write_all(&packet(0x82, &body)).unwrap();
+    let mut suback = [0u8; 5];
+    subscriber.read_exact(&mut suback).expect("SUBACK");
+    assert_eq!(suback, [0x90, 0x03, 0, 1, 0]);
+    let mut publisher = mqtt_connect(service.broker.port);
+    let mut publish = mqtt_str("status/t");
+    publish.extend_from_slice(b"hello");
+    let retained = packet(0x31, &publish);
+    let publish = packet(0x30, &publish);
+    publisher.write_all(&retained).unwrap();
+    for _ in 0..30 {
+        publisher.write_all(&publish).unwrap();
+    }
+    // The subscriber reads all 31, so they were counted as sent.
+    let mut delivered = vec![0u8; 31 * publish.len()];
+    subscriber.read_exact(&mut delivered).expect("deliveries");
+
+    // The line whose interval saw the messages; later ones may show 0 msg/s again.
+    let line = loop {
+        let line = service.next("STATUS=");
+        assert!(line.starts_with("STATUS="), "{line}");
+        if status_number(&line, "msg/s in") > 0.0 {
+            break line;
+        }
+    };
+    assert_eq!(status_number(&line, "client"), 2.0, "{line}");
+    assert!(status_number(&line, "msg/s out") > 0.0, "{line}");
+    assert!(
+        status_number(&line, "retained") >= retained_before + 1.0,
+        "{line}"
+    );
+}
+
+/// Notifications for `window`, in order.
+fn collect(service: &Service, window: Duration) -> Vec<String> {
+    let mut buf = [0u8; 512];
+    let mut got = Vec::new();
+    let end = Instant::now() + window;
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        service
+            .notify
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        if let Ok(n) = service.notify.recv(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[..n]).trim().to_owned());
+        }
+    }
+    service.notify.set_read_timeout(Some(TIMEOUT)).unwrap();
+    got
+}
+
+fn pings(notifications: &[String]) -> usize {
+    notifications.iter().filter(|n| *n == "WATCHDOG=1").count()
+}
+
+#[test]
+fn healthy_idle_broker_keeps_pinging() {
+    let service = Service::start(Some(1_000_000));
+    assert_eq!(service.next("READY=1"), "READY=1");
+    // Pings every 500 ms: six in three seconds, at least three on a loaded machine.
+    let got = collect(&service, Duration::from_secs(3));
+    assert!(pings(&got) >= 3, "{got:?}");
+    assert!(
+        !service.broker.log_text().contains("not pinging"),
+        "a healthy broker skipped a ping; log:\n{}",
+        service.broker.log_text()
+    );
+}
+
+/// With `component` wedged after one second, the pings stop and a warning names it.
+fn pings_stop_when_stalled(component: &str) {
+    let stall = format!("{component}:1");
+    let service = Service::start_with(Some(1_000_000), &[("NANOMQ_TEST_STALL", &stall)]);
+    assert_eq!(service.next("READY=1"), "READY=1");
+    assert_eq!(
+        service.next("WATCHDOG=1"),
+        "WATCHDOG=1",
+        "pings before the stall"
+    );
+    service.wait_for_log(&format!("no progress from {component}"));
+    // Whatever was sent before the warning is queued ahead of what follows it.
+    service.notify.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 512];
+    while service.notify.recv(&mut buf).is_ok() {}
+    service.notify.set_nonblocking(false).unwrap();
+    // Four ping periods without a ping.
+    let got = collect(&service, Duration::from_secs(2));
+    assert_eq!(
+        pings(&got),
+        0,
+        "pinged while {component} is stalled: {got:?}"
+    );
+}
+
+#[test]
+fn pings_stop_when_the_router_stalls() {
+    pings_stop_when_stalled("router");
+}
+
+#[test]
+fn pings_stop_when_an_accept_loop_stalls() {
+    pings_stop_when_stalled("listener");
 }
