@@ -19,7 +19,7 @@ pub(super) fn start(args: StartArgs) -> anyhow::Result<()> {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
-    let log = service::init_logging(&config.log.level)?;
+    let log = service::init_logging(&config.log)?;
     match &args.config {
         Some(path) => tracing::info!(path = %path.display(), "config loaded"),
         None => tracing::info!("no config file given: using built-in defaults (tcp 0.0.0.0:1883)"),
@@ -168,11 +168,11 @@ impl Reload {
     }
 }
 
-/// The sections of `new` that differ from the running config and cannot change live (`[log]`
-/// and `[auth]` can).
+/// The sections of `new` that differ from the running config and cannot change live
+/// (`log.level` and `[auth]` can).
 fn sections_needing_restart(running: &Config, new: &Config) -> Vec<&'static str> {
     let Config {
-        log: _,
+        log,
         runtime,
         listeners,
         limits,
@@ -180,7 +180,12 @@ fn sections_needing_restart(running: &Config, new: &Config) -> Vec<&'static str>
         sys,
         auth: _,
     } = new;
+    let log_destination_changed = log.journald != running.log.journald
+        || log.file != running.log.file
+        || log.max_size_kb != running.log.max_size_kb
+        || log.keep != running.log.keep;
     [
+        ("[log] destination", log_destination_changed),
         ("[runtime]", *runtime != running.runtime),
         ("[[listeners]]", *listeners != running.listeners),
         ("[limits]", *limits != running.limits),

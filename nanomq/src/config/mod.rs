@@ -29,7 +29,7 @@ pub use validate::{InvalidValue, MAX_HTTP_TIMEOUT_MS, MAX_PACKET_SIZE, MIN_PACKE
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// `[log]`: what the broker writes to stderr.
+    /// `[log]`: what the broker logs and where: stderr, journald, a size-rotated file.
     pub log: LogConfig,
     /// `[runtime]`: the async runtime's threads.
     pub runtime: RuntimeConfig,
@@ -68,12 +68,27 @@ pub struct LogConfig {
     /// A `tracing` filter directive such as `info` or `nanomq=debug,warn`. `RUST_LOG`, when set,
     /// overrides it so an operator can turn on debugging without editing the image's file.
     pub level: String,
+    /// Log to journald even when stderr is not the journal (a supervisor other than systemd).
+    /// Under systemd, when stderr is the journal, journald is used anyway.
+    pub journald: bool,
+    /// A plain-text log file, written instead of stderr (and besides journald under systemd),
+    /// as Mosquitto's `log_dest file`. Absent means no file.
+    pub file: Option<PathBuf>,
+    /// Size in KiB at which `file` is rotated: `nanomq.log` becomes `nanomq.log.1`, and so on.
+    pub max_size_kb: u64,
+    /// Rotated files kept besides `file` (`nanomq.log.1` to `nanomq.log.<keep>`); 0 truncates
+    /// `file` instead.
+    pub keep: u32,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             level: "info".to_owned(),
+            journald: false,
+            file: None,
+            max_size_kb: 1024,
+            keep: 3,
         }
     }
 }

@@ -85,13 +85,14 @@ fn example_file_documents_every_key() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 29);
+    assert_eq!(checked, 32);
 }
 
 /// Keys without a default value (None) are shown commented out, each with its comment.
 #[test]
 fn example_file_shows_the_optional_keys() {
     for key in [
+        "# file = ",
         "[auth]",
         "# allow_anonymous = ",
         "# password_file = ",
@@ -169,6 +170,7 @@ acl_file = "/etc/nanomq/acl"
     let expected = Config {
         log: LogConfig {
             level: "nanomq=debug,warn".to_owned(),
+            ..LogConfig::default()
         },
         runtime: RuntimeConfig { worker_threads: 2 },
         listeners: vec![

@@ -58,6 +58,9 @@ impl Config {
                 format!("not a tracing filter: {e}"),
             ));
         }
+        if self.log.max_size_kb == 0 {
+            return Err(invalid("log", "max_size_kb", at_least(1, "0")));
+        }
         self.validate_listeners()?;
         let l = &self.limits;
         if l.max_connections == 0 {

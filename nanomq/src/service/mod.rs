@@ -8,6 +8,7 @@
 //! (or a size-rotated file) and there is nobody to notify.
 
 mod health;
+mod logfile;
 mod logging;
 #[cfg(feature = "systemd")]
 mod notify;
