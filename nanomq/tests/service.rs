@@ -340,3 +340,171 @@ fn pings_stop_when_the_router_stalls() {
 fn pings_stop_when_an_accept_loop_stalls() {
     pings_stop_when_stalled("listener");
 }
+
+const JOURNALD: &str = "/lib/systemd/systemd-journald";
+
+/// Why the journald test cannot run here, if it cannot: it needs root (for a private mount
+/// namespace with its own `/run`), `unshare`, `systemd-journald` and `journalctl`.
+fn journald_unavailable() -> Option<String> {
+    if !std::path::Path::new(JOURNALD).exists() {
+        return Some(format!("no {JOURNALD} (apt-get install systemd)"));
+    }
+    let works = |cmd: &mut Command| cmd.output().is_ok_and(|o| o.status.success());
+    if !works(Command::new("journalctl").arg("--version")) {
+        return Some("no journalctl".into());
+    }
+    if !works(Command::new("unshare").args(["--mount", "--pid", "--fork", "true"])) {
+        return Some("unshare --mount --pid is not permitted (needs root)".into());
+    }
+    None
+}
+
+/// The broker logging to a real systemd-journald, both in a private mount and PID namespace
+/// (killing `unshare` kills them both); the journal files land in `journal` on the host.
+struct Journald {
+    broker: Broker,
+    journal: PathBuf,
+}
+
+impl Journald {
+    /// Starts journald with `/run` on a tmpfs, then the broker with `JOURNAL_STREAM` naming its
+    /// stderr, as systemd does for `StandardError=journal`.
+    fn start(config_text: &str) -> Journald {
+        let dir = unique_dir("nanomq-journald");
+        let journal = dir.join("journal");
+        std::fs::create_dir_all(&journal).expect("create journal dir");
+        let config = dir.join("nanomq.toml");
+        std::fs::write(&config, config_text).expect("write config");
+        let script = r#"
+            set -e
+            mount -t tmpfs tmpfs /run
+            mkdir -p /run/log/journal
+            mount --bind "$1" /run/log/journal
+            "$2" &
+            i=0
+            while [ ! -S /run/systemd/journal/socket ]; do
+                i=$((i + 1)); [ "$i" -lt 200 ] || { echo "journald did not start" >&2; exit 3; }
+                sleep 0.05
+            done
+            JOURNAL_STREAM="$(stat -L -c %d:%i /proc/self/fd/2)"
+            export JOURNAL_STREAM
+            exec "$3" start --config "$4"
+        "#;
+        let mut cmd = Command::new("unshare");
+        cmd.args([
+            "--mount",
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "--propagation",
+            "private",
+        ])
+        .args(["sh", "-c", script, "sh"])
+        .arg(&journal)
+        .arg(JOURNALD)
+        .arg(NANOMQ)
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .env_remove("NOTIFY_SOCKET");
+        let (broker, _) = Broker::spawn(dir, cmd);
+        let mut service = Journald { broker, journal };
+        let listening = service.wait_for(|e| {
+            e["MESSAGE"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("listening on tcp "))
+        });
+        let message = listening["MESSAGE"].as_str().unwrap_or_default();
+        service.broker.port = message
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port");
+        service
+    }
+
+    /// Every entry of the journal so far, as `journalctl -o json` shows it.
+    fn entries(&self) -> Vec<serde_json::Value> {
+        let out = Command::new("journalctl")
+            .arg("-D")
+            .arg(&self.journal)
+            .args(["-o", "json", "--no-pager"])
+            .output()
+            .expect("run journalctl");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// The first entry that `matches`, waiting for it.
+    fn wait_for(&self, matches: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(e) = self.entries().into_iter().find(&matches) {
+                return e;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no such journal entry; journal:\n{:#?}\nstderr:\n{}",
+                self.entries(),
+                self.broker.log_text()
+            );
+            sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[test]
+fn journald_entries_carry_client_peer_listener_and_reason() {
+    if let Some(why) = journald_unavailable() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let config = "[log]\nlevel = \"info\"\n\n[[listeners]]\nkind = \"tcp\"\n\
+                  bind = \"127.0.0.1:0\"\nmax_connections = 1\n";
+    let journald = Journald::start(config);
+    let port = journald.broker.port;
+    let field = |e: &serde_json::Value, name: &str| e[name].as_str().unwrap_or_default().to_owned();
+
+    let mut client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    client.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut body = mqtt_str("MQTT");
+    body.extend_from_slice(&[4, 2, 0, 60]);
+    body.extend(mqtt_str("journal-client"));
+    client.write_all(&packet(0x10, &body)).unwrap();
+    let mut connack = [0u8; 4];
+    client.read_exact(&mut connack).expect("CONNACK");
+    let peer = client.local_addr().unwrap().to_string();
+    let listener = format!("tcp 127.0.0.1:{port}");
+
+    let connected = journald.wait_for(|e| {
+        field(e, "MESSAGE") == "client connected" && field(e, "CLIENT_ID") == "journal-client"
+    });
+    assert_eq!(field(&connected, "PEER"), peer, "{connected:#}");
+    assert_eq!(field(&connected, "LISTENER"), listener, "{connected:#}");
+    assert_eq!(field(&connected, "PRIORITY"), "5", "info: {connected:#}");
+
+    // A second socket is over the listener's limit: refused, a warning with the reason.
+    let refused_socket = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let refused = journald.wait_for(|e| field(e, "MESSAGE").starts_with("connection refused"));
+    assert_eq!(
+        field(&refused, "REASON"),
+        "connection limit reached",
+        "{refused:#}"
+    );
+    assert_eq!(field(&refused, "LISTENER"), listener, "{refused:#}");
+    assert_eq!(
+        field(&refused, "PEER"),
+        refused_socket.local_addr().unwrap().ip().to_string(),
+        "{refused:#}"
+    );
+    assert_eq!(field(&refused, "PRIORITY"), "4", "warn: {refused:#}");
+
+    client.write_all(&[0xe0, 0x00]).unwrap();
+    let gone = journald
+        .wait_for(|e| field(e, "CLIENT_ID") == "journal-client" && !field(e, "REASON").is_empty());
+    assert_eq!(field(&gone, "REASON"), "client disconnected", "{gone:#}");
+    assert_eq!(field(&gone, "PEER"), peer, "{gone:#}");
+    assert_eq!(field(&gone, "LISTENER"), listener, "{gone:#}");
+    assert_eq!(field(&gone, "PRIORITY"), "5", "{gone:#}");
+}
