@@ -195,9 +195,19 @@ fn sigterm_says_stopping_and_exits_0() {
     assert!(status.success(), "exit status {status}");
 }
 
-/// A raw MQTT 3.1.1 packet: `header`, remaining length (under 128 here), body.
+/// A raw MQTT packet: `header`, remaining length, body.
 fn packet(header: u8, body: &[u8]) -> Vec<u8> {
-    let mut p = vec![header, u8::try_from(body.len()).expect("short packet")];
+    let mut p = vec![header];
+    let mut len = body.len();
+    loop {
+        let byte = (len % 128) as u8;
+        len /= 128;
+        if len == 0 {
+            p.push(byte);
+            break;
+        }
+        p.push(byte | 0x80);
+    }
     p.extend_from_slice(body);
     p
 }
@@ -507,4 +517,76 @@ fn journald_entries_carry_client_peer_listener_and_reason() {
     assert_eq!(field(&gone, "PEER"), peer, "{gone:#}");
     assert_eq!(field(&gone, "LISTENER"), listener, "{gone:#}");
     assert_eq!(field(&gone, "PRIORITY"), "5", "{gone:#}");
+}
+
+/// An MQTT 5 client `id` that has subscribed to `filter`.
+fn mqtt5_subscriber(port: u16, id: &str, filter: &str) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut body = mqtt_str("MQTT");
+    body.extend_from_slice(&[5, 2, 0, 60, 0]);
+    body.extend(mqtt_str(id));
+    s.write_all(&packet(0x10, &body)).unwrap();
+    let mut head = [0u8; 2];
+    s.read_exact(&mut head).expect("CONNACK");
+    assert_eq!(head[0], 0x20);
+    let mut rest = vec![0u8; usize::from(head[1])];
+    s.read_exact(&mut rest).expect("CONNACK body");
+    assert_eq!(rest[1], 0, "CONNACK reason");
+    let mut body = vec![0, 1, 0];
+    body.extend(mqtt_str(filter));
+    body.push(0);
+    s.write_all(&packet(0x82, &body)).unwrap();
+    let mut suback = [0u8; 6];
+    s.read_exact(&mut suback).expect("SUBACK");
+    assert_eq!(suback, [0x90, 0x04, 0, 1, 0, 0]);
+    s
+}
+
+/// Reads until the broker closes; returns the last bytes before the close.
+fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
+    let mut all = Vec::new();
+    let _ = s.read_to_end(&mut all);
+    all
+}
+
+#[test]
+fn sigterm_with_a_client_that_does_not_read_exits_0_within_the_grace() {
+    let mut service = Service::start(None);
+    assert_eq!(service.next("READY=1"), "READY=1");
+    let port = service.broker.port;
+    let mut reader = mqtt5_subscriber(port, "reads", "idle/t");
+    let _stuck = mqtt5_subscriber(port, "never-reads", "flood/t");
+    // 16 MiB for a subscriber that reads nothing: its socket and the broker's write buffer fill.
+    let mut publisher = mqtt_connect(port);
+    let mut body = mqtt_str("flood/t");
+    body.extend(vec![b'x'; 64 * 1024]);
+    let flood = packet(0x30, &body);
+    for _ in 0..256 {
+        publisher.write_all(&flood).unwrap();
+    }
+    assert_alive(&mut publisher);
+
+    let signalled = Instant::now();
+    service.signal("TERM");
+    assert_eq!(service.next("STOPPING=1"), "STOPPING=1");
+    // The client that reads is told why: DISCONNECT 0x8B (server shutting down).
+    let goodbye = read_to_close(&mut reader);
+    assert_eq!(goodbye, [0xe0, 0x01, 0x8b], "v5 goodbye");
+    let status = loop {
+        if let Some(status) = service.broker.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < signalled + TIMEOUT, "broker did not exit");
+        sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status {status}");
+    // Bounded: the goodbye to a client that does not read gives up after 2 s, and shutdown
+    // waits 5 s at most for all connections (plus slack for a loaded machine).
+    assert!(
+        signalled.elapsed() < Duration::from_secs(15),
+        "exit took {:?}",
+        signalled.elapsed()
+    );
+    service.wait_for_log("broker shutting down client_id=never-reads");
 }
