@@ -73,6 +73,7 @@ pub fn init_logging(config: &LogConfig) -> Result<LogControl, LogError> {
     };
     let (filter, handle) = reload::Layer::new(targets);
     let journal = journal_layer(config.journald);
+    let journald_missing = config.journald && journal.is_none();
     let file = match &config.file {
         Some(path) => {
             let max_bytes = config.max_size_kb.saturating_mul(1024);
@@ -102,6 +103,17 @@ pub fn init_logging(config: &LogConfig) -> Result<LogControl, LogError> {
         .with(stderr)
         .try_init()
         .map_err(|e| LogError::Install(e.to_string()))?;
+    if journald_missing {
+        tracing::warn!(
+            "log.journald is set, but journald's socket cannot be reached (or this build has no \
+             systemd feature): logging to {}",
+            if config.file.is_some() {
+                "the log file"
+            } else {
+                "stderr"
+            }
+        );
+    }
     Ok(LogControl {
         filter: handle,
         overridden,
