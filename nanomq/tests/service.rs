@@ -590,3 +590,59 @@ fn sigterm_with_a_client_that_does_not_read_exits_0_within_the_grace() {
     );
     service.wait_for_log("broker shutting down client_id=never-reads");
 }
+
+#[test]
+fn log_file_takes_the_lines_and_rotates() {
+    let dir = unique_dir("nanomq-logfile");
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    let log = dir.join("nanomq.log");
+    let config_path = dir.join("nanomq.toml");
+    let config = format!(
+        "[log]\nlevel = \"info\"\nfile = {:?}\nmax_size_kb = 1\nkeep = 2\n\n\
+         [[listeners]]\nkind = \"tcp\"\nbind = \"127.0.0.1:0\"\n",
+        log.display().to_string()
+    );
+    std::fs::write(&config_path, config).expect("write config");
+    let mut cmd = Command::new(NANOMQ);
+    cmd.arg("start").arg("--config").arg(&config_path);
+    cmd.env_remove("RUST_LOG").env_remove("NOTIFY_SOCKET");
+    let (mut broker, _) = Broker::spawn(dir, cmd);
+    let read = |path: &std::path::Path| std::fs::read_to_string(path).unwrap_or_default();
+    let deadline = Instant::now() + TIMEOUT;
+    broker.port = loop {
+        if let Some(port) = read(&log).lines().find_map(common::parse_listening) {
+            break port;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no listening line in {}",
+            log.display()
+        );
+        sleep(Duration::from_millis(20));
+    };
+    // Each connect and disconnect is a line of about 150 bytes: 1 KiB fills in a few.
+    for _ in 0..20 {
+        mqtt_connect(broker.port);
+    }
+    let mut rotated = log.clone().into_os_string();
+    rotated.push(".2");
+    let rotated = PathBuf::from(rotated);
+    while read(&rotated).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never written",
+            rotated.display()
+        );
+        sleep(Duration::from_millis(20));
+    }
+    assert!(read(&rotated).contains("client"), "{}", read(&rotated));
+    for path in [&log, &rotated] {
+        let len = std::fs::metadata(path).map_or(0, |m| m.len());
+        assert!(len <= 1024, "{} is {len} bytes", path.display());
+    }
+    let mut third = log.into_os_string();
+    third.push(".3");
+    assert!(!PathBuf::from(third).exists(), "keep = 2");
+    broker.child.kill().ok();
+    assert_eq!(broker.log_text(), "", "stderr is quiet when a file is set");
+}
