@@ -46,9 +46,10 @@ pub(super) fn start(args: StartArgs) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let signals = Signals::install().context("cannot install signal handlers")?;
+        // Before anything that registers with it (the store opens before READY=1).
+        let health = Health::new();
         let listeners = crate::broker::bind(&config).await?;
         service::notify(ServiceState::Ready);
-        let health = Health::new();
         service::start_watchdog(health.clone());
         let reload = Reload {
             path: args.config,

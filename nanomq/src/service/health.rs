@@ -5,6 +5,11 @@
 //! [`Health::beat_period`], so an idle component still beats. The watchdog asks
 //! [`Health::stale`] before each ping; a component wedged on a lock or a blocked thread stops
 //! beating, the pings stop, and systemd restarts the broker.
+//!
+//! A component on a thread of its own beats the same way, e.g. a writer thread waiting on its
+//! queue with `recv_timeout(health.beat_period())` and beating after every wake-up, commit or
+//! not. It honours [`stall_requested`] with its own name so a test can show the watchdog
+//! noticing it.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
