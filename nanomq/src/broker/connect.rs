@@ -269,7 +269,7 @@ where
                 enhanced = Some(done);
             }
             Err(failure) => {
-                failure.report(broker, io, &c, peer);
+                failure.report(broker, io, &c, peer, listener);
                 return Err(v);
             }
         }
