@@ -43,6 +43,8 @@ impl Service {
         let mut cmd = Command::new(NANOMQ);
         cmd.arg("start").arg("--config").arg(&config);
         cmd.env("NOTIFY_SOCKET", &socket).env_remove("RUST_LOG");
+        // Tests run as root in CI, where the broker refuses to start without this.
+        cmd.env("NANOMQ_ALLOW_ROOT", "1");
         if let Some(usec) = watchdog_usec {
             cmd.env("WATCHDOG_USEC", usec.to_string());
         }

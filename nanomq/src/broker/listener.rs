@@ -21,6 +21,8 @@ const ACCEPT_BACKLOG: u32 = 1024;
 
 /// A bound listener, ready for [`super::serve`].
 pub struct Listener {
+    /// Position in the config's `[[listeners]]`, for its live `max_connections`.
+    index: usize,
     config: ListenerConfig,
     socket: TcpListener,
     transport: Arc<Transport>,
@@ -30,7 +32,7 @@ pub struct Listener {
 /// before the broker reports itself ready.
 pub async fn bind(config: &Config) -> Result<Vec<Listener>, BrokerError> {
     let mut listeners = Vec::with_capacity(config.listeners.len());
-    for l in &config.listeners {
+    for (index, l) in config.listeners.iter().enumerate() {
         let transport = transport(l)?;
         let socket = listen(l.bind).map_err(|error| BrokerError::Bind {
             kind: l.kind.name(),
@@ -38,6 +40,7 @@ pub async fn bind(config: &Config) -> Result<Vec<Listener>, BrokerError> {
             error,
         })?;
         listeners.push(Listener {
+            index,
             config: l.clone(),
             socket,
             transport: Arc::new(transport),
@@ -97,12 +100,13 @@ impl Listener {
     /// Accepts connections until shutdown; each connection gets its own task.
     pub(super) async fn accept_loop(self, broker: Arc<Broker>, alive: mpsc::Sender<()>) {
         let Listener {
+            index,
             config: cfg,
             socket,
             transport,
         } = self;
         let mut stop = broker.stop.clone();
-        let mut admission = Admission::new(cfg.max_connections);
+        let mut admission = Admission::new(index);
         let name = format!("{} {}", cfg.kind.name(), cfg.bind);
         loop {
             let accepted = tokio::select! {

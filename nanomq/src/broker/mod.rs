@@ -13,6 +13,7 @@ mod connection;
 mod enhanced_auth;
 mod io;
 mod keepalive;
+mod limits;
 mod listener;
 mod metrics;
 mod publish;
@@ -34,6 +35,7 @@ use crate::config::{Config, QueueFullPolicy};
 use crate::router::{RetainedStore, SubscriptionTree};
 use crate::session::{FullPolicy, Message, SessionLimits};
 
+pub use limits::{LiveLimits, LIVE_LIMITS};
 pub use listener::{bind, check_transports, CertificateReloader, Listener};
 pub use metrics::Metrics;
 use registry::{SessionRef, SessionRegistry};
@@ -73,10 +75,12 @@ pub enum BrokerError {
 }
 
 /// Serves MQTT on bound listeners until `shutdown` resolves, then shuts down gracefully. `auth`
-/// checks CONNECTs and holds the ACL; the caller keeps a clone to reload it.
+/// checks CONNECTs and holds the ACL, `limits` the limits a reload changes; the caller keeps
+/// clones of both to reload them.
 pub async fn serve(
     config: Config,
     auth: Arc<Authenticator>,
+    limits: Arc<LiveLimits>,
     listeners: Vec<Listener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), BrokerError> {
@@ -84,7 +88,7 @@ pub async fn serve(
         return Err(BrokerError::NoListeners);
     }
     let (stop_tx, stop_rx) = watch::channel(false);
-    let broker = Arc::new(Broker::new(config, auth, stop_rx));
+    let broker = Arc::new(Broker::new(config, auth, limits, stop_rx));
     // Every connection task holds a clone; `recv` returns None once the last one is dropped.
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
 
@@ -128,6 +132,8 @@ pub(crate) struct Broker {
     pub(crate) started: Instant,
     pub(crate) stop: watch::Receiver<bool>,
     pub(crate) connect_rate: admission::ConnectRate,
+    /// The limits read at accept and CONNECT; use these, not `config.limits`, for them.
+    pub(crate) limits: Arc<LiveLimits>,
 }
 
 impl Broker {
@@ -136,7 +142,12 @@ impl Broker {
         u32::try_from(self.started.elapsed().as_secs()).unwrap_or(u32::MAX)
     }
 
-    fn new(config: Config, auth: Arc<Authenticator>, stop: watch::Receiver<bool>) -> Self {
+    fn new(
+        config: Config,
+        auth: Arc<Authenticator>,
+        limits: Arc<LiveLimits>,
+        stop: watch::Receiver<bool>,
+    ) -> Self {
         let l = &config.limits;
         let session_limits = SessionLimits {
             max_queued: u32::try_from(l.max_queued_messages).unwrap_or(u32::MAX),
@@ -159,7 +170,8 @@ impl Broker {
             session_limits,
             started: Instant::now(),
             stop,
-            connect_rate: admission::ConnectRate::new(config.limits.connect_rate_per_ip),
+            connect_rate: admission::ConnectRate::default(),
+            limits,
             config,
             auth,
         }

@@ -4,14 +4,19 @@
 //! is the journal, says READY=1 once its listeners are bound, RELOADING=1 / READY=1 around a
 //! reload and STOPPING=1 on shutdown, and pings the watchdog from its own runtime so a wedged
 //! broker gets restarted. Without the feature, or without a service manager, logs go to stderr
-//! and there is nobody to notify.
+//! and there is nobody to notify. Started as root, it drops to `user` after binding, or refuses
+//! to run as root unless allowed; it writes a pid file when asked to.
 
 mod logging;
 #[cfg(feature = "systemd")]
 mod notify;
+mod pid_file;
+mod privileges;
 mod signals;
 
 pub use logging::{init_logging, LogControl, LogError};
+pub use pid_file::{PidFile, PidFileError};
+pub use privileges::{PrivilegeError, Privileges};
 pub use signals::{Signal, Signals};
 
 /// A state change the service manager (systemd's `Type=notify`) waits for.
