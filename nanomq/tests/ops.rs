@@ -337,3 +337,57 @@ fn root_without_user_is_refused_unless_allowed() {
     let (_client, reason) = Client::connect(port);
     assert_eq!(reason, Some(ReasonCode::SUCCESS));
 }
+
+/// `check-config` reads the runtime layer in `persistence.dir` as `start` does, shows which
+/// file each value came from, and names the runtime layer's line when it is broken; SIGHUP
+/// reads it again.
+#[test]
+fn the_runtime_layer_is_checked_shown_and_reloaded() {
+    let dir = unique_dir("nanomq-runtime-layer");
+    std::fs::create_dir_all(&dir).unwrap();
+    let image = format!(
+        "[[listeners]]\nbind = \"127.0.0.1:0\"\n\n[persistence]\ndir = {:?}\n",
+        dir.display().to_string()
+    );
+    let runtime = dir.join("runtime.toml");
+    std::fs::write(&runtime, "[limits]\nmax_connections = 3\n").unwrap();
+    let broker = Broker::start_nanomq(dir.clone(), &image);
+    let config = dir.join("nanomq.toml");
+    let config_arg = config.to_str().unwrap();
+
+    let out = nanomq(&["check-config", config_arg], false);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let line = |prefix: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in\n{stdout}"))
+            .to_owned()
+    };
+    let r = runtime.display().to_string();
+    assert!(line("max_connections = 3 ").ends_with(&format!("# {r}")));
+    assert!(line("[[listeners]]").ends_with(&format!("# {config_arg}")));
+    assert!(line("max_inflight = 32 ").ends_with("# default"));
+    assert!(
+        stdout.ends_with(&format!("# {config_arg} + {r}: OK\n")),
+        "{stdout}"
+    );
+
+    std::fs::write(&runtime, "[limits]\nmax_connections = 1\n").unwrap();
+    let status = Command::new("kill")
+        .args(["-HUP", &broker.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    wait_for_log(&broker, "limits.max_connections changed to 1");
+
+    std::fs::write(&runtime, "[limits]\n\nmax_connections = -1\n").unwrap();
+    let out = nanomq(&["check-config", config_arg], false);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(&format!("{r}:3:19: ")),
+        "{}",
+        text(&out.stderr)
+    );
+}
