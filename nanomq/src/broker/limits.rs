@@ -54,7 +54,8 @@ impl LiveLimits {
     }
 
     /// Applies a reloaded config: the [`LIVE_LIMITS`] keys, and each listener's
-    /// `max_connections` when the listeners are otherwise the same. New sockets and CONNECTs
+    /// `max_connections`, by position, when the number of listeners is the same (other changes
+    /// to listeners wait for a restart). New sockets and CONNECTs
     /// see the new values; connections already open stay, even above a lowered limit.
     pub fn apply(&self, config: &Config) {
         self.apply_limits(&config.limits);

@@ -76,6 +76,7 @@ async fn prepare(
 ) -> anyhow::Result<(Vec<Listener>, Option<PidFile>)> {
     let listeners = crate::broker::bind(config).await?;
     privileges.drop_root()?;
+    // The store opens here: after the drop, so its files belong to the broker's user.
     let pid_file = config
         .pid_file
         .as_deref()
@@ -223,8 +224,20 @@ impl Reload {
         r.max_keepalive = n.max_keepalive;
         r.max_session_expiry_secs = n.max_session_expiry_secs;
         if self.running.listeners.len() == new.listeners.len() {
-            for (r, n) in self.running.listeners.iter_mut().zip(&new.listeners) {
-                r.max_connections = n.max_connections;
+            for (i, (r, n)) in self
+                .running
+                .listeners
+                .iter_mut()
+                .zip(&new.listeners)
+                .enumerate()
+            {
+                if r.max_connections != n.max_connections {
+                    tracing::info!(
+                        "listeners[{i}].max_connections changed to {}",
+                        n.max_connections
+                    );
+                    r.max_connections = n.max_connections;
+                }
             }
         }
     }
