@@ -277,3 +277,15 @@ fn runtime_layer_set_and_remove() {
         "empty tables are dropped"
     );
 }
+
+/// `--config` wins; without it the image's file is /etc/nanomq/nanomq.toml only when it exists.
+#[test]
+fn image_path_is_the_given_file_or_the_default_when_it_exists() {
+    let given = Path::new("/nonexistent/given.toml");
+    assert_eq!(image_path(Some(given)), Some(given.to_owned()));
+    let default = Path::new(DEFAULT_PATH);
+    assert_eq!(
+        image_path(None),
+        default.exists().then(|| default.to_owned())
+    );
+}
