@@ -66,8 +66,15 @@ impl LayerText {
     /// Reads `path` if it exists.
     pub(super) fn read_optional(path: &Path) -> Result<Option<LayerText>, ConfigError> {
         match std::fs::read_to_string(path) {
+            Ok(text) => Ok(Some(LayerText {
+                path: path.to_owned(),
+                text,
+            })),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            _ => LayerText::read(path).map(Some),
+            Err(error) => Err(ConfigError::Read {
+                path: path.to_owned(),
+                error,
+            }),
         }
     }
 
@@ -376,7 +383,7 @@ impl Merge {
 
 /// Parses one layer alone: syntax, unknown keys and types are checked here, against the
 /// layer's own text, so the error names its file and line.
-fn parse_layer(layer: &LayerText) -> Result<toml::Table, ConfigError> {
+pub(super) fn parse_layer(layer: &LayerText) -> Result<toml::Table, ConfigError> {
     let syntax = |e: toml::de::Error| ConfigError::Syntax {
         place: Place {
             origin: layer.origin(),

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use super::layers::{LayerText, Merge};
+use super::layers::{parse_layer, LayerText, Merge};
 use super::{ConfigError, Layered};
 
 /// Why the runtime layer could not be changed. The file is unchanged in every case.
@@ -136,16 +136,8 @@ impl RuntimeLayer {
             });
         };
         let current = LayerText::read_optional(&self.path)?;
-        let mut root: toml::Table = match &current {
-            Some(layer) => toml::from_str(&layer.text).map_err(|e| ConfigError::Syntax {
-                place: super::Place {
-                    origin: self.path.display().to_string(),
-                    at: e
-                        .span()
-                        .map(|s| super::Location::of_offset(&layer.text, s.start)),
-                },
-                message: e.message().trim_end().to_owned(),
-            })?,
+        let mut root = match &current {
+            Some(layer) => parse_layer(layer)?,
             None => toml::Table::new(),
         };
         let mut table = &mut root;
