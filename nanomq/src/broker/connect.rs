@@ -39,7 +39,7 @@ pub(crate) async fn handshake<U: Upgrade>(
     peer: SocketAddr,
     listener: Arc<String>,
 ) -> Option<(Connection, Io<U::Stream>)> {
-    let timeout = Duration::from_secs(broker.config.limits.connect_timeout_secs);
+    let timeout = Duration::from_secs(broker.limits.connect_timeout_secs());
     let deadline = Instant::now() + timeout;
     let mut stop = broker.stop.clone();
     let upgraded = tokio::select! {
@@ -192,7 +192,8 @@ fn check(broker: &Broker, c: &Connect) -> Result<(), ReasonCode> {
     }
     // 3.x clients cannot be told another keepalive: refuse what is out of bounds, like Mosquitto.
     let l = &cfg.limits;
-    if !c.protocol.is_v5() && (c.keep_alive > l.max_keepalive || (c.keep_alive < l.min_keepalive)) {
+    let (min_keepalive, max_keepalive) = broker.limits.keepalive();
+    if !c.protocol.is_v5() && (c.keep_alive > max_keepalive || (c.keep_alive < min_keepalive)) {
         return Err(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
     }
     if let Some(w) = &c.will {
@@ -300,26 +301,25 @@ where
         refuse(io, v, refusal.reason_code());
         return Err(v);
     }
-    let cfg = &broker.config;
-    let l = &cfg.limits;
     let assigned = c.client_id.is_empty().then(assign_client_id);
     let client_id = assigned.clone().unwrap_or(c.client_id);
 
     let requested_ka = c.keep_alive;
-    let keep_alive = if requested_ka > l.max_keepalive || (requested_ka == 0 && l.min_keepalive > 0)
-    {
-        l.max_keepalive
+    let (min_keepalive, max_keepalive) = broker.limits.keepalive();
+    let keep_alive = if requested_ka > max_keepalive || (requested_ka == 0 && min_keepalive > 0) {
+        max_keepalive
     } else {
-        requested_ka.max(l.min_keepalive)
+        requested_ka.max(min_keepalive)
     };
+    let max_expiry = broker.limits.max_session_expiry_secs();
     let requested_expiry = if v.is_v5() {
         c.properties.session_expiry_interval.unwrap_or(0)
     } else if c.clean_start {
         0
     } else {
-        l.max_session_expiry_secs
+        max_expiry
     };
-    let expiry = requested_expiry.min(l.max_session_expiry_secs);
+    let expiry = requested_expiry.min(max_expiry);
 
     let (handle, serial, existed) = loop {
         match broker.sessions.claim(&client_id, broker.session_limits) {

@@ -536,7 +536,7 @@ impl Connection {
             if self.connect_expiry == 0 && expiry != 0 {
                 return Ending::Violation(ReasonCode::PROTOCOL_ERROR);
             }
-            let cap = self.broker.config.limits.max_session_expiry_secs;
+            let cap = self.broker.limits.max_session_expiry_secs();
             self.handle().state().expiry_interval = expiry.min(cap);
         }
         Ending::ClientDisconnect {

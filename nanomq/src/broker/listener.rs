@@ -23,6 +23,8 @@ const ACCEPT_BACKLOG: u32 = 1024;
 
 /// A bound listener, ready for [`super::serve`].
 pub struct Listener {
+    /// Position in the config's `[[listeners]]`, for its live `max_connections`.
+    index: usize,
     config: ListenerConfig,
     socket: TcpListener,
     transport: Arc<Transport>,
@@ -32,7 +34,7 @@ pub struct Listener {
 /// before the broker reports itself ready.
 pub async fn bind(config: &Config) -> Result<Vec<Listener>, BrokerError> {
     let mut listeners = Vec::with_capacity(config.listeners.len());
-    for l in &config.listeners {
+    for (index, l) in config.listeners.iter().enumerate() {
         let transport = transport(l)?;
         let socket = listen(l.bind).map_err(|error| BrokerError::Bind {
             kind: l.kind.name(),
@@ -40,6 +42,7 @@ pub async fn bind(config: &Config) -> Result<Vec<Listener>, BrokerError> {
             error,
         })?;
         listeners.push(Listener {
+            index,
             config: l.clone(),
             socket,
             transport: Arc::new(transport),
@@ -101,12 +104,13 @@ impl Listener {
     pub(super) async fn accept_loop(self, broker: Arc<Broker>, alive: mpsc::Sender<()>) {
         let name = Arc::new(format!("{} {}", self.kind().name(), self.local_addr()));
         let Listener {
-            config: cfg,
+            index,
+            config: _,
             socket,
             transport,
         } = self;
         let mut stop = broker.stop.clone();
-        let mut admission = Admission::new(cfg.max_connections);
+        let mut admission = Admission::new(index);
         let heartbeat = broker.health.register("listener");
         let mut tick = tokio::time::interval(broker.health.beat_period());
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);

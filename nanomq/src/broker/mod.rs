@@ -13,6 +13,7 @@ mod connection;
 mod enhanced_auth;
 mod io;
 mod keepalive;
+mod limits;
 mod listener;
 mod metrics;
 mod probe;
@@ -37,6 +38,7 @@ use crate::router::{RetainedStore, SubscriptionTree};
 use crate::service::Health;
 use crate::session::{FullPolicy, Message, SessionLimits};
 
+pub use limits::{LiveLimits, LIVE_LIMITS};
 pub use listener::{bind, check_transports, CertificateReloader, Listener};
 pub use metrics::Metrics;
 use registry::{SessionRef, SessionRegistry};
@@ -76,11 +78,13 @@ pub enum BrokerError {
 }
 
 /// Serves MQTT on bound listeners until `shutdown` resolves, then shuts down gracefully. `auth`
-/// checks CONNECTs and holds the ACL; the caller keeps a clone to reload it. Every accept loop
-/// and the router register with `health`, which the watchdog reads.
+/// checks CONNECTs and holds the ACL, `limits` the limits a reload changes; the caller keeps
+/// clones of both to reload them. Every accept loop and the router register with `health`,
+/// which the watchdog reads.
 pub async fn serve(
     config: Config,
     auth: Arc<Authenticator>,
+    limits: Arc<LiveLimits>,
     listeners: Vec<Listener>,
     health: Arc<Health>,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -89,7 +93,7 @@ pub async fn serve(
         return Err(BrokerError::NoListeners);
     }
     let (stop_tx, stop_rx) = watch::channel(false);
-    let broker = Arc::new(Broker::new(config, auth, health, stop_rx));
+    let broker = Arc::new(Broker::new(config, auth, health, limits, stop_rx));
     // Every connection task holds a clone; `recv` returns None once the last one is dropped.
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
 
@@ -141,6 +145,8 @@ pub(crate) struct Broker {
     pub(crate) connect_rate: admission::ConnectRate,
     /// What the watchdog checks: components register here and beat.
     pub(crate) health: Arc<Health>,
+    /// The limits read at accept and CONNECT; use these, not `config.limits`, for them.
+    pub(crate) limits: Arc<LiveLimits>,
 }
 
 impl Broker {
@@ -153,6 +159,7 @@ impl Broker {
         config: Config,
         auth: Arc<Authenticator>,
         health: Arc<Health>,
+        limits: Arc<LiveLimits>,
         stop: watch::Receiver<bool>,
     ) -> Self {
         let l = &config.limits;
@@ -177,7 +184,8 @@ impl Broker {
             session_limits,
             started: Instant::now(),
             stop,
-            connect_rate: admission::ConnectRate::new(config.limits.connect_rate_per_ip),
+            connect_rate: admission::ConnectRate::default(),
+            limits,
             config,
             auth,
             health,

@@ -6,15 +6,21 @@
 //! key. `nanomq.example.toml` documents each key at its default value; tests keep the two equal.
 //!
 //! Layout: this file holds the schema; `load` reads and parses text into it and turns byte
-//! offsets into `line:column`; `validate` holds the rules serde cannot express.
+//! offsets into `line:column`; `validate` holds the rules serde cannot express; `layers` merges
+//! the built-in defaults, the image's file and the device's runtime layer, remembering where
+//! each value came from; `runtime` writes the runtime layer atomically.
 
+mod layers;
 mod load;
+pub mod runtime;
 mod validate;
 
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_http;
+#[cfg(test)]
+mod tests_layers;
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -22,6 +28,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use layers::{image_path, Layered, Source, DEFAULT_PATH, RUNTIME_FILE};
 pub use load::{ConfigError, Location, Place};
 pub use validate::{InvalidValue, MAX_HTTP_TIMEOUT_MS, MAX_PACKET_SIZE, MIN_PACKET_SIZE};
 
@@ -45,6 +52,18 @@ pub struct Config {
     pub sys: SysConfig,
     /// `[auth]`: password file, ACL file and whether anonymous clients may connect.
     pub auth: AuthConfig,
+    /// User to switch to after binding the listeners, when started as root (outside systemd,
+    /// which starts the broker as its own user). Absent means no switch.
+    pub user: Option<String>,
+    /// Group to switch to with `user`; absent means the user's primary group.
+    pub group: Option<String>,
+    /// Run as root without `user`. Refused by default: a network daemon should not keep root.
+    pub allow_root: bool,
+    /// File the broker writes its process id to once it listens, and removes on a clean exit;
+    /// `nanomq reload` finds the broker by it. Absent means none is written.
+    pub pid_file: Option<PathBuf>,
+    /// `[persistence]`: where the broker keeps its state.
+    pub persistence: PersistenceConfig,
 }
 
 impl Default for Config {
@@ -57,8 +76,23 @@ impl Default for Config {
             mqtt: MqttConfig::default(),
             sys: SysConfig::default(),
             auth: AuthConfig::default(),
+            user: None,
+            group: None,
+            allow_root: false,
+            pid_file: None,
+            persistence: PersistenceConfig::default(),
         }
     }
+}
+
+/// `[persistence]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PersistenceConfig {
+    /// The state directory (`/var/lib/nanomq` on a device). Its `runtime.toml` is the device's
+    /// own config layer, read over the image's file. Absent means no state directory and no
+    /// runtime layer. The runtime layer itself cannot set it.
+    pub dir: Option<PathBuf>,
 }
 
 /// `[log]` section.

@@ -5,17 +5,22 @@
 //! reload and STOPPING=1 on shutdown, reports connections and message rates in STATUS=, and
 //! pings the watchdog only while every component of [`Health`] makes progress, so a wedged
 //! broker gets restarted. Without the feature, or without a service manager, logs go to stderr
-//! (or a size-rotated file) and there is nobody to notify.
+//! (or a size-rotated file) and there is nobody to notify. Started as root, it drops to `user`
+//! after binding, or refuses to run as root unless allowed; it writes a pid file when asked to.
 
 mod health;
 mod logfile;
 mod logging;
 #[cfg(feature = "systemd")]
 mod notify;
+mod pid_file;
+mod privileges;
 mod signals;
 
 pub use health::{stall_requested, Health, Heartbeat};
 pub use logging::{init_logging, LogControl, LogError};
+pub use pid_file::{PidFile, PidFileError};
+pub use privileges::{PrivilegeError, Privileges};
 pub use signals::{Signal, Signals};
 
 /// A state change the service manager (systemd's `Type=notify`) waits for.

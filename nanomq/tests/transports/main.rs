@@ -32,7 +32,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use nanomq::auth::Authenticator;
-use nanomq::broker::{bind, serve, BrokerError, CertificateReloader};
+use nanomq::broker::{bind, serve, BrokerError, CertificateReloader, LiveLimits};
 use nanomq::config::Config;
 use nanomq::service::Health;
 use tokio::sync::oneshot;
@@ -69,7 +69,8 @@ impl TestBroker {
                 let reloaders: Vec<_> = listeners.iter().map(|l| l.reloader()).collect();
                 let _ = bound.send(Ok((addrs, reloaders)));
                 let auth = Arc::new(Authenticator::load(&config.auth).expect("auth config"));
-                let result = serve(config, auth, listeners, Health::new(), async move {
+                let limits = Arc::new(LiveLimits::new(&config));
+                let result = serve(config, auth, limits, listeners, Health::new(), async move {
                     let _ = stopped.await;
                 })
                 .await;
