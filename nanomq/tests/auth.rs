@@ -268,6 +268,7 @@ fn a_bad_acl_file_stops_the_start_and_check_config_naming_its_line() {
     let out = Command::new(NANOMQ)
         .args(["start", "--config", config.to_str().unwrap()])
         .env("NO_COLOR", "1")
+        .env("NANOMQ_ALLOW_ROOT", "1")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

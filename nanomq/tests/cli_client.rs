@@ -270,7 +270,15 @@ fn check_config_reports_ok_or_the_line() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/nanomq.example.toml");
     let (status, stdout, _) = command(&["check-config", example]);
     assert!(status.success());
-    assert_eq!(stdout, format!("{example}: OK\n"));
+    assert!(
+        stdout.ends_with(&format!("\n# {example}: OK\n")),
+        "{stdout}"
+    );
+    let annotated = stdout
+        .lines()
+        .find(|l| l.starts_with("max_connections = 100000 "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(annotated.ends_with(&format!(" # {example}")), "{annotated}");
 
     let bad = TempConfig::new("check", "[limits]\n\n  max_conections = 5\n");
     let (status, stdout, stderr) = command(&["check-config", bad.path()]);
@@ -320,6 +328,7 @@ fn start_refuses_a_bad_config_and_stops_on_sigterm() {
     let child = Command::new(NANOMQ)
         .args(["start", "--config", good.path()])
         .env("RUST_LOG", "info")
+        .env("NANOMQ_ALLOW_ROOT", "1")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -227,7 +227,8 @@ class Broker:
             conf = self.workdir / "mosquitto.conf"
             conf.write_text(to_mosquitto_conf(self.config, self.port))
             argv = [binary, "-c", str(conf)]
-        env = dict(os.environ, NO_COLOR="1")
+        # NANOMQ_ALLOW_ROOT: tests run as root in CI, where nanomq refuses to start without it.
+        env = dict(os.environ, NO_COLOR="1", NANOMQ_ALLOW_ROOT="1")
         if SETPRIV:
             # The broker gets SIGKILL if the test process dies without its teardown.
             argv = [SETPRIV, "--pdeathsig", "KILL", "--"] + argv

@@ -60,7 +60,8 @@ start_broker() {
     [[ "$bin" == /* ]] || bin="$ROOT/$bin"
     [[ -x "$bin" ]] || die "broker binary $bin not found (cargo build -p nanomq)"
     cp "$ROOT/tests/e2e/nanomq.toml" "$WORK/nanomq.toml"
-    NO_COLOR=1 "${DIE_WITH_US[@]}" "$bin" start --config "$WORK/nanomq.toml" </dev/null >/dev/null 2>"$LOG" &
+    # NANOMQ_ALLOW_ROOT: tests run as root in CI, where nanomq refuses to start without it.
+    NO_COLOR=1 NANOMQ_ALLOW_ROOT=1 "${DIE_WITH_US[@]}" "$bin" start --config "$WORK/nanomq.toml" </dev/null >/dev/null 2>"$LOG" &
     BROKER_PID=$!
     local line
     for _ in $(seq 200); do  # 20 s

@@ -43,8 +43,8 @@ impl Refusal {
 
 /// New connections per second allowed from each source address: a token bucket per address,
 /// holding one second's worth.
+#[derive(Default)]
 pub(crate) struct ConnectRate {
-    per_sec: u32,
     buckets: Mutex<HashMap<IpAddr, Bucket>>,
 }
 
@@ -55,20 +55,13 @@ struct Bucket {
 }
 
 impl ConnectRate {
-    /// `per_sec` = 0 lets everything through.
-    pub(crate) fn new(per_sec: u32) -> Self {
-        ConnectRate {
-            per_sec,
-            buckets: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Takes a token for a connection from `ip` at `now`; false when it has none left.
-    pub(crate) fn admit(&self, ip: IpAddr, now: Instant) -> bool {
-        if self.per_sec == 0 {
+    /// Takes a token for a connection from `ip` at `now`, at `per_sec` connections per second
+    /// (0 lets everything through; a reload may change it); false when it has none left.
+    pub(crate) fn admit(&self, ip: IpAddr, now: Instant, per_sec: u32) -> bool {
+        if per_sec == 0 {
             return true;
         }
-        let rate = f64::from(self.per_sec);
+        let rate = f64::from(per_sec);
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if buckets.len() >= MAX_TRACKED_ADDRESSES && !buckets.contains_key(&ip) {
             buckets.retain(|_, b| b.level(now, rate) < rate);
@@ -101,7 +94,8 @@ impl Bucket {
 
 /// Decides whether an accepted socket is served, for one listener.
 pub(crate) struct Admission {
-    listener_max: usize,
+    /// The listener's position in the config, for its `max_connections`.
+    listener: usize,
     /// Connections open on this listener.
     open: Arc<AtomicUsize>,
     /// Refusals since the last log line, and when that was.
@@ -110,9 +104,9 @@ pub(crate) struct Admission {
 }
 
 impl Admission {
-    pub(crate) fn new(listener_max: usize) -> Self {
+    pub(crate) fn new(listener: usize) -> Self {
         Admission {
-            listener_max,
+            listener,
             open: Arc::new(AtomicUsize::new(0)),
             unlogged: 0,
             logged: None,
@@ -132,17 +126,21 @@ impl Admission {
             broker: broker.clone(),
             listener: self.open.clone(),
         };
-        let limits = &broker.config.limits;
-        let verdict = if (self.listener_max > 0 && per_listener > self.listener_max)
-            || total > limits.max_connections
+        let limits = &broker.limits;
+        let listener_max = limits.listener_max(self.listener);
+        let max_pending = limits.max_pending_connections();
+        let verdict = if (listener_max > 0 && per_listener > listener_max)
+            || total > limits.max_connections()
         {
             Err(Refusal::ConnectionLimit)
-        } else if limits.max_pending_connections > 0
-            && broker.metrics.handshakes_pending.load(Ordering::Relaxed)
-                >= limits.max_pending_connections
+        } else if max_pending > 0
+            && broker.metrics.handshakes_pending.load(Ordering::Relaxed) >= max_pending
         {
             Err(Refusal::TooManyPending)
-        } else if !broker.connect_rate.admit(ip, Instant::now()) {
+        } else if !broker
+            .connect_rate
+            .admit(ip, Instant::now(), limits.connect_rate_per_ip())
+        {
             Err(Refusal::RateLimited)
         } else {
             Ok(())
@@ -164,6 +162,7 @@ impl Admission {
         tracing::warn!(
             peer = %ip,
             listener,
+            reason = refusal.reason(),
             refused = self.unlogged,
             "connection refused: {}",
             refusal.reason()
@@ -217,46 +216,46 @@ mod tests {
 
     #[test]
     fn rate_allows_a_second_of_burst_then_refills() {
-        let rate = ConnectRate::new(3);
+        let rate = ConnectRate::default();
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let other: IpAddr = "2001:db8::1".parse().unwrap();
         let t0 = Instant::now();
-        assert!((0..3).all(|_| rate.admit(ip, t0)));
-        assert!(!rate.admit(ip, t0));
-        assert!(rate.admit(other, t0), "addresses have their own buckets");
+        assert!((0..3).all(|_| rate.admit(ip, t0, 3)));
+        assert!(!rate.admit(ip, t0, 3));
+        assert!(rate.admit(other, t0, 3), "addresses have their own buckets");
         // 0.9 tokens after 300 ms, 2.1 after 700 ms.
-        assert!(!rate.admit(ip, t0 + Duration::from_millis(300)));
+        assert!(!rate.admit(ip, t0 + Duration::from_millis(300), 3));
         let t1 = t0 + Duration::from_millis(700);
-        assert!(rate.admit(ip, t1) && rate.admit(ip, t1));
-        assert!(!rate.admit(ip, t1));
+        assert!(rate.admit(ip, t1, 3) && rate.admit(ip, t1, 3));
+        assert!(!rate.admit(ip, t1, 3));
         let later = t0 + Duration::from_secs(10);
         assert!(
-            (0..3).all(|_| rate.admit(ip, later)),
+            (0..3).all(|_| rate.admit(ip, later, 3)),
             "refills to one second's worth"
         );
-        assert!(!rate.admit(ip, later));
+        assert!(!rate.admit(ip, later, 3));
     }
 
     #[test]
     fn zero_rate_is_unlimited() {
-        let rate = ConnectRate::new(0);
+        let rate = ConnectRate::default();
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        assert!((0..10_000).all(|_| rate.admit(ip, Instant::now())));
+        assert!((0..10_000).all(|_| rate.admit(ip, Instant::now(), 0)));
         assert!(rate.buckets.lock().unwrap().is_empty());
     }
 
     #[test]
     fn tracked_addresses_are_bounded() {
-        let rate = ConnectRate::new(1);
+        let rate = ConnectRate::default();
         let t0 = Instant::now();
         for i in 0..MAX_TRACKED_ADDRESSES as u32 + 10 {
             let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
-            assert!(rate.admit(ip, t0));
+            assert!(rate.admit(ip, t0, 1));
         }
         assert!(rate.buckets.lock().unwrap().len() <= MAX_TRACKED_ADDRESSES);
         // A second later every bucket is full again and may be forgotten.
         let t1 = t0 + Duration::from_secs(1);
-        assert!(rate.admit("192.0.2.9".parse().unwrap(), t1));
+        assert!(rate.admit("192.0.2.9".parse().unwrap(), t1, 1));
         assert!(rate.buckets.lock().unwrap().len() < 10);
     }
 }

@@ -37,8 +37,9 @@ pub(crate) async fn handshake<U: Upgrade>(
     tcp: TcpStream,
     upgrade: U,
     peer: SocketAddr,
+    listener: Arc<String>,
 ) -> Option<(Connection, Io<U::Stream>)> {
-    let timeout = Duration::from_secs(broker.config.limits.connect_timeout_secs);
+    let timeout = Duration::from_secs(broker.limits.connect_timeout_secs());
     let deadline = Instant::now() + timeout;
     let mut stop = broker.stop.clone();
     let upgraded = tokio::select! {
@@ -48,16 +49,20 @@ pub(crate) async fn handshake<U: Upgrade>(
     let (stream, certificate) = match upgraded {
         Ok(Ok(upgraded)) => upgraded,
         Ok(Err(e)) => {
-            tracing::debug!(%peer, "transport handshake failed: {e}");
+            tracing::debug!(%peer, %listener, "transport handshake failed: {e}");
             return None;
         }
         Err(_) => {
-            tracing::debug!(%peer, "transport handshake not done within {timeout:?}: closing");
+            tracing::debug!(
+                %peer,
+                %listener,
+                "transport handshake not done within {timeout:?}: closing"
+            );
             return None;
         }
     };
     let mut io = Io::new(stream);
-    let conn = negotiate(&broker, &mut io, peer, certificate, deadline).await?;
+    let conn = negotiate(&broker, &mut io, peer, listener, certificate, deadline).await?;
     Some((conn, io))
 }
 
@@ -65,6 +70,7 @@ async fn negotiate<S>(
     broker: &Arc<Broker>,
     io: &mut Io<S>,
     peer: SocketAddr,
+    listener: Arc<String>,
     certificate: Option<ClientCertificate>,
     deadline: Instant,
 ) -> Option<Connection>
@@ -87,15 +93,15 @@ where
             return None;
         }
         Err(_) => {
-            tracing::debug!(%peer, "no CONNECT within the CONNECT timeout: closing");
+            tracing::debug!(%peer, %listener, "no CONNECT within the CONNECT timeout: closing");
             return None;
         }
     };
-    match accept(broker, io, *connect, peer, certificate, deadline).await {
+    match accept(broker, io, *connect, peer, &listener, certificate, deadline).await {
         Ok(conn) => Some(conn),
         Err(version) => {
             io.flush(broker).await;
-            tracing::debug!(%peer, ?version, "connection refused");
+            tracing::debug!(%peer, %listener, ?version, "connection refused");
             None
         }
     }
@@ -186,7 +192,8 @@ fn check(broker: &Broker, c: &Connect) -> Result<(), ReasonCode> {
     }
     // 3.x clients cannot be told another keepalive: refuse what is out of bounds, like Mosquitto.
     let l = &cfg.limits;
-    if !c.protocol.is_v5() && (c.keep_alive > l.max_keepalive || (c.keep_alive < l.min_keepalive)) {
+    let (min_keepalive, max_keepalive) = broker.limits.keepalive();
+    if !c.protocol.is_v5() && (c.keep_alive > max_keepalive || (c.keep_alive < min_keepalive)) {
         return Err(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
     }
     if let Some(w) = &c.will {
@@ -234,6 +241,7 @@ async fn accept<S>(
     io: &mut Io<S>,
     mut c: Connect,
     peer: SocketAddr,
+    listener: &Arc<String>,
     certificate: Option<ClientCertificate>,
     deadline: Instant,
 ) -> Result<Connection, ProtocolVersion>
@@ -242,6 +250,13 @@ where
 {
     let v = c.protocol;
     if let Err(code) = check(broker, &c) {
+        tracing::debug!(
+            client_id = %c.client_id,
+            %peer,
+            %listener,
+            reason = format_args!("CONNECT refused (0x{:02x})", code.0),
+            "connection refused"
+        );
         refuse(io, v, code);
         return Err(v);
     }
@@ -255,7 +270,7 @@ where
                 enhanced = Some(done);
             }
             Err(failure) => {
-                failure.report(broker, io, &c, peer);
+                failure.report(broker, io, &c, peer, listener);
                 return Err(v);
             }
         }
@@ -279,31 +294,32 @@ where
             client_id = %c.client_id,
             username = c.username.as_deref().unwrap_or(""),
             %peer,
+            %listener,
+            reason = %refusal,
             "connection refused: {refusal}"
         );
         refuse(io, v, refusal.reason_code());
         return Err(v);
     }
-    let cfg = &broker.config;
-    let l = &cfg.limits;
     let assigned = c.client_id.is_empty().then(assign_client_id);
     let client_id = assigned.clone().unwrap_or(c.client_id);
 
     let requested_ka = c.keep_alive;
-    let keep_alive = if requested_ka > l.max_keepalive || (requested_ka == 0 && l.min_keepalive > 0)
-    {
-        l.max_keepalive
+    let (min_keepalive, max_keepalive) = broker.limits.keepalive();
+    let keep_alive = if requested_ka > max_keepalive || (requested_ka == 0 && min_keepalive > 0) {
+        max_keepalive
     } else {
-        requested_ka.max(l.min_keepalive)
+        requested_ka.max(min_keepalive)
     };
+    let max_expiry = broker.limits.max_session_expiry_secs();
     let requested_expiry = if v.is_v5() {
         c.properties.session_expiry_interval.unwrap_or(0)
     } else if c.clean_start {
         0
     } else {
-        l.max_session_expiry_secs
+        max_expiry
     };
-    let expiry = requested_expiry.min(l.max_session_expiry_secs);
+    let expiry = requested_expiry.min(max_expiry);
 
     let (handle, serial, existed) = loop {
         match broker.sessions.claim(&client_id, broker.session_limits) {
@@ -363,7 +379,14 @@ where
     let m = &broker.metrics;
     let connected = m.clients_connected.fetch_add(1, Ordering::Relaxed) + 1;
     m.clients_maximum.fetch_max(connected, Ordering::Relaxed);
-    tracing::info!(%client_id, %peer, version = v as u8, session_present, "client connected");
+    tracing::info!(
+        %client_id,
+        %peer,
+        %listener,
+        version = v as u8,
+        session_present,
+        "client connected"
+    );
 
     let mut properties = Properties::default();
     if v.is_v5() {
@@ -394,6 +417,7 @@ where
         me: SessionRef(handle),
         version: v,
         peer,
+        listener: listener.clone(),
         keep_alive,
         will: c.will.map(Box::new),
         connect_expiry: expiry,

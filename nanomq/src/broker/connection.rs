@@ -50,10 +50,12 @@ const PARKED_READ_LIMIT: usize = 64 * 1024;
 
 /// Serves one accepted connection from its first byte to its end: the transport's own
 /// handshake (`upgrade`), CONNECT, then packets. `guard` is dropped when the connection is over.
+/// `listener` names the listener for log lines, shared by all its connections.
 pub(crate) fn serve<U, G>(
     broker: Arc<Broker>,
     tcp: TcpStream,
     peer: SocketAddr,
+    listener: Arc<String>,
     guard: G,
     upgrade: U,
 ) -> ConnectionTask<U::Stream, G>
@@ -63,7 +65,7 @@ where
     let pending = PendingSlot::take(&broker);
     let handshake = async move {
         let _pending = pending;
-        connect::handshake(broker, tcp, upgrade, peer).await
+        connect::handshake(broker, tcp, upgrade, peer, listener).await
     };
     ConnectionTask {
         phase: Phase::Handshake(Box::pin(handshake)),
@@ -192,6 +194,10 @@ pub(crate) struct Connection {
     pub(crate) me: SessionRef,
     pub(crate) version: ProtocolVersion,
     pub(crate) peer: SocketAddr,
+    /// The listener it came in on, as log lines name it (`tcp 0.0.0.0:1883`): one string per
+    /// listener, shared, behind a thin pointer (`Arc<str>` would cost every idle connection
+    /// 8 bytes more and push its task out of its cell).
+    pub(crate) listener: Arc<String>,
     /// Effective keepalive in seconds (0: off); the connection is closed after 1.5 times it
     /// without a packet.
     pub(crate) keep_alive: u16,
@@ -566,7 +572,7 @@ impl Connection {
             if self.connect_expiry == 0 && expiry != 0 {
                 return Ending::Violation(ReasonCode::PROTOCOL_ERROR);
             }
-            let cap = self.broker.config.limits.max_session_expiry_secs;
+            let cap = self.broker.limits.max_session_expiry_secs();
             self.handle().state().expiry_interval = expiry.min(cap);
         }
         Ending::ClientDisconnect {
@@ -610,6 +616,8 @@ impl Connection {
         tracing::info!(
             client_id = %self.handle().client_id,
             peer = %self.peer,
+            listener = %self.listener,
+            reason = %ending,
             "{ending}"
         );
         if will_delay == Some(0) {

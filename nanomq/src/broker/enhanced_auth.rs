@@ -216,8 +216,16 @@ where
 
 impl Failure {
     /// Logs the failure; for a refusal, counts it and queues the CONNACK (MQTT 5: only v5
-    /// clients have Authentication Methods) for the caller's flush.
-    pub(super) fn report<S>(self, broker: &Broker, io: &mut Io<S>, c: &Connect, peer: SocketAddr) {
+    /// clients have Authentication Methods) for the caller's flush. `peer` and `listener` are
+    /// where the connection came from and in.
+    pub(super) fn report<S>(
+        self,
+        broker: &Broker,
+        io: &mut Io<S>,
+        c: &Connect,
+        peer: SocketAddr,
+        listener: &str,
+    ) {
         let client_id = c.client_id.as_str();
         match self {
             Failure::Refuse(reason, why) => {
@@ -229,6 +237,8 @@ impl Failure {
                     client_id,
                     username = c.username.as_deref().unwrap_or(""),
                     %peer,
+                    listener,
+                    reason = %why,
                     "connection refused (0x{:02x}): {why}",
                     reason.0
                 );
@@ -238,7 +248,9 @@ impl Failure {
                 };
                 encode(&Packet::ConnAck(ack), ProtocolVersion::V5, &mut io.wbuf);
             }
-            Failure::Close(why) => tracing::debug!(client_id, %peer, "{why}: closing"),
+            Failure::Close(why) => {
+                tracing::debug!(client_id, %peer, listener, reason = %why, "{why}: closing")
+            }
         }
     }
 }

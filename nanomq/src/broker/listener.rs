@@ -7,11 +7,13 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
 
 use super::admission::Admission;
 use super::transport::{Transport, TransportError};
 use super::{Broker, BrokerError};
 use crate::config::{Config, ListenerConfig, ListenerKind};
+use crate::service::stall_requested;
 
 /// Connections the kernel keeps ready for a listener until its accept loop takes them. std and
 /// tokio listen with 128; when a burst of clients (reconnecting after an outage, say) fills
@@ -21,6 +23,8 @@ const ACCEPT_BACKLOG: u32 = 1024;
 
 /// A bound listener, ready for [`super::serve`].
 pub struct Listener {
+    /// Position in the config's `[[listeners]]`, for its live `max_connections`.
+    index: usize,
     config: ListenerConfig,
     socket: TcpListener,
     transport: Arc<Transport>,
@@ -30,7 +34,7 @@ pub struct Listener {
 /// before the broker reports itself ready.
 pub async fn bind(config: &Config) -> Result<Vec<Listener>, BrokerError> {
     let mut listeners = Vec::with_capacity(config.listeners.len());
-    for l in &config.listeners {
+    for (index, l) in config.listeners.iter().enumerate() {
         let transport = transport(l)?;
         let socket = listen(l.bind).map_err(|error| BrokerError::Bind {
             kind: l.kind.name(),
@@ -38,6 +42,7 @@ pub async fn bind(config: &Config) -> Result<Vec<Listener>, BrokerError> {
             error,
         })?;
         listeners.push(Listener {
+            index,
             config: l.clone(),
             socket,
             transport: Arc::new(transport),
@@ -94,26 +99,42 @@ impl Listener {
         }
     }
 
-    /// Accepts connections until shutdown; each connection gets its own task.
+    /// Accepts connections until shutdown; each connection gets its own task. Beats a
+    /// `listener` heartbeat on each accept and, while idle, every beat period.
     pub(super) async fn accept_loop(self, broker: Arc<Broker>, alive: mpsc::Sender<()>) {
+        let name = Arc::new(format!("{} {}", self.kind().name(), self.local_addr()));
         let Listener {
-            config: cfg,
+            index,
+            config: _,
             socket,
             transport,
         } = self;
         let mut stop = broker.stop.clone();
-        let mut admission = Admission::new(cfg.max_connections);
-        let name = format!("{} {}", cfg.kind.name(), cfg.bind);
+        let mut admission = Admission::new(index);
+        let heartbeat = broker.health.register("listener");
+        let mut tick = tokio::time::interval(broker.health.beat_period());
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let stall_at = stall_requested("listener").map(|after| Instant::now() + after);
         loop {
             let accepted = tokio::select! {
                 _ = stop.wait_for(|s| *s) => return,
-                r = socket.accept() => r,
+                r = socket.accept() => Some(r),
+                _ = tick.tick() => None,
             };
+            let Some(accepted) = accepted else {
+                if stall_at.is_some_and(|at| Instant::now() >= at) {
+                    tracing::warn!(listener = %name, "NANOMQ_TEST_STALL: the accept loop wedges");
+                    std::future::pending::<()>().await;
+                }
+                heartbeat.beat();
+                continue;
+            };
+            heartbeat.beat();
             let (stream, peer) = match accepted {
                 Ok(a) => a,
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!("accept failed on {}: {e}", cfg.bind);
+                    tracing::warn!(listener = %name, "accept failed: {e}");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -124,7 +145,7 @@ impl Listener {
                 continue;
             }
             let _ = stream.set_nodelay(true);
-            transport.spawn(broker.clone(), stream, peer, (slot, alive.clone()));
+            transport.spawn(broker.clone(), stream, peer, &name, (slot, alive.clone()));
         }
     }
 }

@@ -13,11 +13,14 @@ mod connection;
 mod enhanced_auth;
 mod io;
 mod keepalive;
+mod limits;
 mod listener;
 mod metrics;
 mod persist;
+mod probe;
 mod publish;
 mod registry;
+mod status;
 mod subscribe;
 mod sys;
 mod transport;
@@ -33,9 +36,11 @@ use tokio::time::Instant;
 use crate::auth::Authenticator;
 use crate::config::{Config, QueueFullPolicy};
 use crate::router::{RetainedStore, SubscriptionTree};
+use crate::service::Health;
 use crate::session::{FullPolicy, Message, SessionLimits};
 use crate::store::{Opened, Store};
 
+pub use limits::{LiveLimits, LIVE_LIMITS};
 pub use listener::{bind, check_transports, CertificateReloader, Listener};
 pub use metrics::Metrics;
 use registry::{SessionRef, SessionRegistry};
@@ -75,13 +80,16 @@ pub enum BrokerError {
 }
 
 /// Serves MQTT on bound listeners until `shutdown` resolves, then shuts down gracefully. `auth`
-/// checks CONNECTs and holds the ACL; the caller keeps a clone to reload it. `state` is the
-/// state database with what it held (None: memory only); it is closed, everything committed,
-/// once the last connection is gone.
+/// checks CONNECTs and holds the ACL, `limits` the limits a reload changes; the caller keeps
+/// clones of both to reload them. Every accept loop and the router register with `health`,
+/// which the watchdog reads. `state` is the state database with what it held (None: memory
+/// only); it is closed, everything committed, once the last connection is gone.
 pub async fn serve(
     config: Config,
     auth: Arc<Authenticator>,
+    limits: Arc<LiveLimits>,
     listeners: Vec<Listener>,
+    health: Arc<Health>,
     state: Option<Opened>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), BrokerError> {
@@ -96,7 +104,7 @@ pub async fn serve(
     };
     #[cfg(not(feature = "persistence"))]
     let store = state.map(|o| match o {});
-    let broker = Arc::new(Broker::new(config, auth, store, stop_rx));
+    let broker = Arc::new(Broker::new(config, auth, health, limits, store, stop_rx));
     #[cfg(feature = "persistence")]
     if let Some(restored) = restored {
         persist::restore(&broker, restored);
@@ -114,6 +122,9 @@ pub async fn serve(
     }
     tokio::spawn(sys::publish_loop(broker.clone()));
     tokio::spawn(keepalive::sweep_loop(broker.clone()));
+    let router = broker.health.register("router");
+    tokio::spawn(probe::router_probe_loop(broker.clone(), router));
+    tokio::spawn(status::report_loop(broker.clone()));
     drop(alive_tx);
 
     shutdown.await;
@@ -129,6 +140,8 @@ pub async fn serve(
     {
         tracing::warn!("some connections did not close within {SHUTDOWN_GRACE:?}");
     }
+    // Every connection is gone (or the grace period ran out), so sessions and retained
+    // messages no longer change: commit what is pending and close the state database.
     if let Some(store) = &broker.store {
         store.close();
     }
@@ -147,6 +160,10 @@ pub(crate) struct Broker {
     pub(crate) started: Instant,
     pub(crate) stop: watch::Receiver<bool>,
     pub(crate) connect_rate: admission::ConnectRate,
+    /// What the watchdog checks: components register here and beat.
+    pub(crate) health: Arc<Health>,
+    /// The limits read at accept and CONNECT; use these, not `config.limits`, for them.
+    pub(crate) limits: Arc<LiveLimits>,
     /// The state database; None keeps everything in memory.
     pub(crate) store: Option<Arc<Store>>,
 }
@@ -160,6 +177,8 @@ impl Broker {
     fn new(
         config: Config,
         auth: Arc<Authenticator>,
+        health: Arc<Health>,
+        limits: Arc<LiveLimits>,
         store: Option<Arc<Store>>,
         stop: watch::Receiver<bool>,
     ) -> Self {
@@ -185,9 +204,11 @@ impl Broker {
             session_limits,
             started: Instant::now(),
             stop,
-            connect_rate: admission::ConnectRate::new(config.limits.connect_rate_per_ip),
+            connect_rate: admission::ConnectRate::default(),
+            limits,
             config,
             auth,
+            health,
             store,
         }
     }

@@ -4,17 +4,26 @@
 
 use std::path::PathBuf;
 
+use clap::builder::BoolishValueParser;
 use clap::{ArgAction, ArgGroup, Args, Parser, Subcommand};
 
 use crate::mqtt::{ProtocolVersion, QoS};
 
 /// nanomq: an edge MQTT broker, with mosquitto-style test clients.
 #[derive(Debug, Parser)]
-#[command(name = "nanomq", version, about)]
+#[command(
+    name = "nanomq",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub(super) struct Cli {
     /// What to do; `start` when omitted.
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// `start`'s options, for `nanomq --allow-root` and the like without `start`.
+    #[command(flatten)]
+    pub start: StartArgs,
 }
 
 /// The `nanomq` subcommands.
@@ -22,8 +31,11 @@ pub(super) struct Cli {
 pub(super) enum Command {
     /// Run the broker (the default when no command is given).
     Start(StartArgs),
-    /// Parse and validate a config file, then exit without starting the broker.
+    /// Parse and validate the config, print the effective values and where each came from,
+    /// then exit without starting the broker.
     CheckConfig(CheckConfigArgs),
+    /// Check the config, then tell the running broker to reload it (SIGHUP).
+    Reload(ReloadArgs),
     /// Add a user to a password file, change its password, or delete it, like
     /// mosquitto_passwd.
     Passwd(PasswdArgs),
@@ -42,21 +54,37 @@ pub(super) enum Command {
 /// `nanomq start`.
 #[derive(Debug, Default, Args)]
 pub(super) struct StartArgs {
-    /// TOML config file; without it the broker runs on built-in defaults (tcp 0.0.0.0:1883).
+    /// The image's TOML config file; without it /etc/nanomq/nanomq.toml when that exists, else
+    /// built-in defaults (tcp 0.0.0.0:1883). `persistence.dir/runtime.toml` is read over it.
     #[arg(short, long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// When the state database is corrupt, move it aside (as nanomq.db.corrupt-<time>) and
     /// start with empty state, instead of refusing to start.
     #[arg(long)]
     pub recover_store: bool,
+    /// Run as root without switching to `user` (same as `allow_root = true`).
+    #[arg(long, env = "NANOMQ_ALLOW_ROOT", value_parser = BoolishValueParser::new())]
+    pub allow_root: bool,
 }
 
 /// `nanomq check-config`.
 #[derive(Debug, Args)]
 pub(super) struct CheckConfigArgs {
-    /// TOML config file to check.
+    /// The image's TOML config file, as for `start --config`.
     #[arg(value_name = "FILE")]
-    pub file: PathBuf,
+    pub file: Option<PathBuf>,
+}
+
+/// `nanomq reload`.
+#[derive(Debug, Args)]
+pub(super) struct ReloadArgs {
+    /// The config file the broker was started with, as for `start --config`; it is checked
+    /// first, and names the broker's `pid_file`.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The broker's process id, instead of reading `pid_file`.
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<i32>,
 }
 
 /// `nanomq passwd`.
@@ -258,14 +286,45 @@ mod tests {
     }
 
     #[test]
-    fn check_config_takes_a_file() {
+    fn check_config_takes_a_file_or_none() {
         match parse(&["check-config", "x.toml"]).unwrap().command {
-            Some(Command::CheckConfig(a)) => assert_eq!(a.file, PathBuf::from("x.toml")),
+            Some(Command::CheckConfig(a)) => assert_eq!(a.file, Some(PathBuf::from("x.toml"))),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["check-config"]).unwrap().command {
+            Some(Command::CheckConfig(a)) => assert_eq!(a.file, None),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn reload_takes_a_config_and_a_pid() {
+        match parse(&["reload", "-c", "x.toml", "--pid", "42"])
+            .unwrap()
+            .command
+        {
+            Some(Command::Reload(a)) => {
+                assert_eq!((a.config, a.pid), (Some(PathBuf::from("x.toml")), Some(42)))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// `--allow-root` works with and without `start`, and the options of `start` do not mix
+    /// with another command.
+    #[test]
+    fn start_options_without_start() {
+        let cli = parse(&["--allow-root", "--config", "x.toml"]).unwrap();
+        assert!(cli.command.is_none());
+        assert!(cli.start.allow_root);
+        assert_eq!(cli.start.config, Some(PathBuf::from("x.toml")));
+        match parse(&["start", "--allow-root"]).unwrap().command {
+            Some(Command::Start(a)) => assert!(a.allow_root),
             other => panic!("{other:?}"),
         }
         assert_eq!(
-            error_kind(&["check-config"]),
-            ErrorKind::MissingRequiredArgument
+            error_kind(&["--allow-root", "check-config"]),
+            ErrorKind::ArgumentConflict
         );
     }
 

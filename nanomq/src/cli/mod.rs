@@ -1,5 +1,6 @@
-//! The `nanomq` command line: `start` (the default) runs the broker, `check-config` validates a
-//! config file, `passwd` manages the password file, and `pub` / `sub` are mosquitto_pub /
+//! The `nanomq` command line: `start` (the default) runs the broker, `check-config` validates
+//! the config and shows where each value comes from, `reload` makes the running broker read it
+//! again, `passwd` manages the password file, and `pub` / `sub` are mosquitto_pub /
 //! mosquitto_sub look-alikes built on the project's own codec, for testing a broker from a
 //! shell. `bench` (cargo feature `bench`, on by
 //! default) is a load generator for comparing brokers.
@@ -13,6 +14,7 @@ mod bench;
 mod client;
 mod passwd;
 mod pub_cmd;
+mod reload;
 mod start;
 mod sub_cmd;
 
@@ -20,14 +22,15 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use args::{Cli, Command, StartArgs};
+use args::{Cli, Command};
 
 /// Entry point of the `nanomq` binary: parses the command line and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command.unwrap_or(Command::Start(StartArgs::default())) {
+    let result = match cli.command.unwrap_or(Command::Start(cli.start)) {
         Command::Start(args) => start::start(args),
         Command::CheckConfig(args) => start::check_config(args),
+        Command::Reload(args) => reload::run(args),
         Command::Passwd(args) => passwd::run(args),
         Command::Pub(args) => pub_cmd::run(args),
         Command::Sub(args) => sub_cmd::run(args),

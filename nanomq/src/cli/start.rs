@@ -1,5 +1,5 @@
-//! `nanomq start` and `nanomq check-config`: load the config, set up logging and the runtime,
-//! run the broker until SIGINT or SIGTERM, and reload the config on SIGHUP.
+//! `nanomq start` and `nanomq check-config`: load the config layers, set up logging and the
+//! runtime, run the broker until SIGINT or SIGTERM, and reload the config on SIGHUP.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -8,22 +8,24 @@ use anyhow::Context;
 
 use super::args::{CheckConfigArgs, StartArgs};
 use crate::auth::Authenticator;
-use crate::broker::{CertificateReloader, Listener};
-use crate::config::Config;
-use crate::service::{self, LogControl, ServiceState, Signal, Signals};
+use crate::broker::{CertificateReloader, Listener, LiveLimits, LIVE_LIMITS};
+use crate::config::{image_path, Config, Layered};
+use crate::service::{
+    self, Health, LogControl, PidFile, Privileges, ServiceState, Signal, Signals,
+};
 
 /// Runs the broker. A config error is returned before anything starts, so a bad file never
 /// leaves a half-configured broker running.
 pub(super) fn start(args: StartArgs) -> anyhow::Result<()> {
-    let config = match &args.config {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
-    };
-    let log = service::init_logging(&config.log.level)?;
-    match &args.config {
-        Some(path) => tracing::info!(path = %path.display(), "config loaded"),
-        None => tracing::info!("no config file given: using built-in defaults (tcp 0.0.0.0:1883)"),
-    }
+    let layered = Layered::load(image_path(args.config.as_deref()).as_deref())?;
+    let config = layered.config.clone();
+    let privileges = Privileges::check(
+        config.user.as_deref(),
+        config.group.as_deref(),
+        config.allow_root || args.allow_root,
+    )?;
+    let log = service::init_logging(&config.log)?;
+    log_layers(&layered);
     // Before anything listens: a password or ACL file that does not load stops the start,
     // naming its line.
     let auth = Arc::new(Authenticator::load(&config.auth)?);
@@ -46,19 +48,27 @@ pub(super) fn start(args: StartArgs) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let signals = Signals::install().context("cannot install signal handlers")?;
-        let listeners = crate::broker::bind(&config).await?;
-        let state = open_state(&config, args.recover_store)?;
+        // Before anything that registers with it (the store opens before READY=1).
+        let health = Health::new();
+        let Prepared {
+            listeners,
+            state,
+            pid_file,
+        } = prepare(&config, &privileges, &args, &health).await?;
         service::notify(ServiceState::Ready);
-        service::start_watchdog();
+        service::start_watchdog(health.clone());
+        let limits = Arc::new(LiveLimits::new(&config));
         let reload = Reload {
-            path: args.config,
+            image: args.config,
             log,
             certificates: listeners.iter().map(Listener::reloader).collect(),
             auth: auth.clone(),
+            limits: limits.clone(),
             running: config.clone(),
         };
         let supervisor = answer_signals(signals, reload);
-        crate::broker::serve(config, auth, listeners, state, supervisor).await?;
+        crate::broker::serve(config, auth, limits, listeners, health, state, supervisor).await?;
+        drop(pid_file);
         anyhow::Ok(())
     })?;
     tracing::info!("broker stopped");
@@ -67,7 +77,11 @@ pub(super) fn start(args: StartArgs) -> anyhow::Result<()> {
 
 /// Opens the state database in `persistence.dir`, or says that state stays in memory.
 #[cfg(feature = "persistence")]
-fn open_state(config: &Config, recover: bool) -> anyhow::Result<Option<crate::store::Opened>> {
+fn open_state(
+    config: &Config,
+    recover: bool,
+    health: &Health,
+) -> anyhow::Result<Option<crate::store::Opened>> {
     let Some(dir) = &config.persistence.dir else {
         tracing::info!(
             "no state directory (persistence.dir): sessions and retained messages are kept in \
@@ -75,10 +89,12 @@ fn open_state(config: &Config, recover: bool) -> anyhow::Result<Option<crate::st
         );
         return Ok(None);
     };
+    let heartbeat = health.register("store");
     let options = crate::store::OpenOptions {
         recover,
-        beat: Box::new(|| {}),
-        stall_after: None,
+        beat: Box::new(move || heartbeat.beat()),
+        beat_every: health.beat_period(),
+        stall_after: service::stall_requested("store"),
     };
     let opened = crate::store::Store::open(&config.persistence, dir, options)?;
     tracing::info!(
@@ -92,7 +108,11 @@ fn open_state(config: &Config, recover: bool) -> anyhow::Result<Option<crate::st
 /// Without the `persistence` feature a configured state directory is an error: the operator
 /// asked for durability this build cannot give.
 #[cfg(not(feature = "persistence"))]
-fn open_state(config: &Config, _recover: bool) -> anyhow::Result<Option<crate::store::Opened>> {
+fn open_state(
+    config: &Config,
+    _recover: bool,
+    _health: &Health,
+) -> anyhow::Result<Option<crate::store::Opened>> {
     if config.persistence.dir.is_some() {
         anyhow::bail!(
             "persistence.dir is set, but this nanomq was built without the `persistence` \
@@ -105,13 +125,57 @@ fn open_state(config: &Config, _recover: bool) -> anyhow::Result<Option<crate::s
     Ok(None)
 }
 
-/// Parses and validates a config file, and the password, ACL, certificate and key files it
-/// names, reporting the first problem with its file and line.
+/// Everything before READY=1, in this order: bind the listeners (ports below 1024 need root),
+/// drop root, then create files, as the unprivileged user so they are its own: the store opens
+/// here, then the pid file is written.
+async fn prepare(
+    config: &Config,
+    privileges: &Privileges,
+    args: &StartArgs,
+    health: &Health,
+) -> anyhow::Result<Prepared> {
+    let listeners = crate::broker::bind(config).await?;
+    privileges.drop_root()?;
+    // After the drop, so its files belong to the broker's user.
+    let state = open_state(config, args.recover_store, health)?;
+    let pid_file = config
+        .pid_file
+        .as_deref()
+        .map(PidFile::create)
+        .transpose()?;
+    Ok(Prepared {
+        listeners,
+        state,
+        pid_file,
+    })
+}
+
+/// What [`prepare`] readied.
+struct Prepared {
+    listeners: Vec<Listener>,
+    state: Option<crate::store::Opened>,
+    pid_file: Option<PidFile>,
+}
+
+/// Logs which layers the config came from.
+fn log_layers(layered: &Layered) {
+    if layered.files().next().is_none() {
+        tracing::info!("no config file: using built-in defaults (tcp 0.0.0.0:1883)");
+    } else {
+        tracing::info!("config loaded from {}", layered.describe());
+    }
+}
+
+/// Loads the config layers as `start` would, checks the password, ACL, certificate and key
+/// files they name, and prints the effective config with where each value came from; the first
+/// problem is reported with its file and line.
 pub(super) fn check_config(args: CheckConfigArgs) -> anyhow::Result<()> {
-    let config = Config::load(&args.file)?;
+    let layered = Layered::load(image_path(args.file.as_deref()).as_deref())?;
+    let config = &layered.config;
     Authenticator::load(&config.auth)?;
-    crate::broker::check_transports(&config)?;
-    println!("{}: OK", args.file.display());
+    crate::broker::check_transports(config)?;
+    print!("{}", layered.annotated());
+    println!("\n# {}: OK", layered.describe());
     Ok(())
 }
 
@@ -134,37 +198,40 @@ async fn answer_signals(mut signals: Signals, mut reload: Reload) {
     }
 }
 
-/// What SIGHUP reloads: the config file, the listeners' certificates, and the password and ACL
-/// files.
+/// What SIGHUP reloads: the config layers, the listeners' certificates, the password and ACL
+/// files, and the limits read at accept and CONNECT.
 struct Reload {
-    path: Option<PathBuf>,
+    /// `--config`, if given: the image's file is chosen again on every reload, as at start.
+    image: Option<PathBuf>,
     log: LogControl,
     certificates: Vec<CertificateReloader>,
     /// The broker's authenticator; its files are read again on every reload.
     auth: Arc<Authenticator>,
+    /// The broker's live limits.
+    limits: Arc<LiveLimits>,
     /// The config as the broker runs it.
     running: Config,
 }
 
 impl Reload {
-    /// Reads the config file again. A file that does not load is refused as a whole and the
-    /// running config stays. What can change live is applied: the log level, the TLS
-    /// certificates (read again from the files the listeners were started with), and `[auth]`
+    /// Reads every config layer again. A config that does not load is refused as a whole and
+    /// the running config stays. What can change live is applied: the log level, the TLS
+    /// certificates (read again from the files the listeners were started with), `[auth]`
     /// with the password and ACL files (read again even when `[auth]` did not change; a file
-    /// that does not load is refused and the ones in use stay). Other changed sections are
-    /// named as waiting for a restart, and stay pending (named again on the next reload).
+    /// that does not load is refused and the ones in use stay), and the limits of
+    /// [`LIVE_LIMITS`] and `listeners[].max_connections`. Other changes are named, key by key
+    /// for `[limits]`, as waiting for a restart, and stay pending (named again on the next
+    /// reload).
     fn run(&mut self) {
-        let Some(path) = &self.path else {
-            tracing::info!("received SIGHUP: running on built-in defaults, nothing to reload");
-            return;
-        };
-        let new = match Config::load(path) {
-            Ok(config) => config,
+        let layered = match Layered::load(image_path(self.image.as_deref()).as_deref()) {
+            Ok(layered) => layered,
             Err(e) => {
                 tracing::error!("config reload refused, the running config stays: {e}");
                 return;
             }
         };
+        let path = layered.describe();
+        let new = layered.config;
         if new.log.level != self.running.log.level {
             match self.log.set_level(&new.log.level) {
                 Ok(true) => tracing::info!(level = %new.log.level, "log level changed"),
@@ -195,41 +262,105 @@ impl Reload {
                 tracing::error!("auth reload refused, the password file and ACL in use stay: {e}")
             }
         }
-        let pending = sections_needing_restart(&self.running, &new);
+        self.apply_limits(&new);
+        let pending = changes_needing_restart(&self.running, &new);
         if pending.is_empty() {
-            tracing::info!(path = %path.display(), "config reloaded");
+            tracing::info!(%path, "config reloaded");
         } else {
             tracing::warn!(
-                path = %path.display(),
+                %path,
                 "config reloaded; changes to {} take effect after a restart",
                 pending.join(", ")
             );
         }
     }
+
+    /// Applies the live limits and records them as running, naming each one that changed.
+    fn apply_limits(&mut self, new: &Config) {
+        self.limits.apply(new);
+        let (running, wanted) = (limit_values(&self.running), limit_values(new));
+        for key in LIVE_LIMITS {
+            if running.get(key) != wanted.get(key) {
+                if let Some(value) = wanted.get(key) {
+                    tracing::info!("limits.{key} changed to {value}");
+                }
+            }
+        }
+        let r = &mut self.running.limits;
+        let n = &new.limits;
+        r.max_connections = n.max_connections;
+        r.max_pending_connections = n.max_pending_connections;
+        r.connect_rate_per_ip = n.connect_rate_per_ip;
+        r.connect_timeout_secs = n.connect_timeout_secs;
+        r.min_keepalive = n.min_keepalive;
+        r.max_keepalive = n.max_keepalive;
+        r.max_session_expiry_secs = n.max_session_expiry_secs;
+        if self.running.listeners.len() == new.listeners.len() {
+            for (i, (r, n)) in self
+                .running
+                .listeners
+                .iter_mut()
+                .zip(&new.listeners)
+                .enumerate()
+            {
+                if r.max_connections != n.max_connections {
+                    tracing::info!(
+                        "listeners[{i}].max_connections changed to {}",
+                        n.max_connections
+                    );
+                    r.max_connections = n.max_connections;
+                }
+            }
+        }
+    }
 }
 
-/// The sections of `new` that differ from the running config and cannot change live (`[log]`
-/// and `[auth]` can).
-fn sections_needing_restart(running: &Config, new: &Config) -> Vec<&'static str> {
+/// `[limits]` as key-value pairs, to compare key by key.
+fn limit_values(config: &Config) -> toml::Table {
+    toml::Table::try_from(&config.limits).unwrap_or_default()
+}
+
+/// What in `new` differs from the running config and cannot change live: sections, or keys for
+/// `[limits]` (`[log]`, `[auth]` and the live limits can change).
+fn changes_needing_restart(running: &Config, new: &Config) -> Vec<String> {
     let Config {
-        log: _,
+        log,
         runtime,
         listeners,
-        limits,
+        limits: _,
         mqtt,
         sys,
         auth: _,
+        user,
+        group,
+        allow_root,
+        pid_file,
         persistence,
     } = new;
+    let log_destination_changed = log.journald != running.log.journald
+        || log.file != running.log.file
+        || log.max_size_kb != running.log.max_size_kb
+        || log.keep != running.log.keep;
+    let (was, now) = (limit_values(running), limit_values(new));
+    let limits = now
+        .iter()
+        .filter(|(key, value)| was.get(*key) != Some(*value))
+        .map(|(key, _)| format!("limits.{key}"));
     [
+        ("[log] destination", log_destination_changed),
         ("[runtime]", *runtime != running.runtime),
         ("[[listeners]]", *listeners != running.listeners),
-        ("[limits]", *limits != running.limits),
         ("[mqtt]", *mqtt != running.mqtt),
         ("[sys]", *sys != running.sys),
+        ("user", *user != running.user),
+        ("group", *group != running.group),
+        ("allow_root", *allow_root != running.allow_root),
+        ("pid_file", *pid_file != running.pid_file),
         ("[persistence]", *persistence != running.persistence),
     ]
     .into_iter()
-    .filter_map(|(name, changed)| changed.then_some(name))
+    .filter(|(_, changed)| *changed)
+    .map(|(name, _)| name.to_owned())
+    .chain(limits)
     .collect()
 }

@@ -87,18 +87,17 @@ impl fmt::Display for Place {
     }
 }
 
-impl Config {
-    /// Reads, parses and validates the file at `path`. Errors name the path and, for content
-    /// errors, the line and key.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
-            path: path.to_owned(),
-            error,
-        })?;
-        Config::parse(&text, &path.display().to_string())
-    }
+/// Reads a config file as text; errors name the path.
+pub(super) fn read_text(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+        path: path.to_owned(),
+        error,
+    })
+}
 
-    /// Parses and validates config `text`; `origin` (usually the file name) prefixes every error.
+impl Config {
+    /// Parses and validates config `text` alone, without layers; `origin` (usually the file
+    /// name) prefixes every error. [`super::Layered::load`] reads the files a broker runs with.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             place: Place {

@@ -6,16 +6,22 @@
 //! key. `nanomq.example.toml` documents each key at its default value; tests keep the two equal.
 //!
 //! Layout: this file holds the schema; `load` reads and parses text into it and turns byte
-//! offsets into `line:column`; `validate` holds the rules serde cannot express.
+//! offsets into `line:column`; `validate` holds the rules serde cannot express; `layers` merges
+//! the built-in defaults, the image's file and the device's runtime layer, remembering where
+//! each value came from; `runtime` writes the runtime layer atomically.
 
+mod layers;
 mod load;
 mod persistence;
+pub mod runtime;
 mod validate;
 
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_http;
+#[cfg(test)]
+mod tests_layers;
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -23,6 +29,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use layers::{image_path, Layered, Source, DEFAULT_PATH, RUNTIME_FILE};
 pub use load::{ConfigError, Location, Place};
 pub use persistence::{PersistenceConfig, SyncMode, MAX_BATCH_WINDOW_MS};
 pub use validate::{InvalidValue, MAX_HTTP_TIMEOUT_MS, MAX_PACKET_SIZE, MIN_PACKET_SIZE};
@@ -31,7 +38,7 @@ pub use validate::{InvalidValue, MAX_HTTP_TIMEOUT_MS, MAX_PACKET_SIZE, MIN_PACKE
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// `[log]`: what the broker writes to stderr.
+    /// `[log]`: what the broker logs and where: stderr, journald, a size-rotated file.
     pub log: LogConfig,
     /// `[runtime]`: the async runtime's threads.
     pub runtime: RuntimeConfig,
@@ -47,7 +54,17 @@ pub struct Config {
     pub sys: SysConfig,
     /// `[auth]`: password file, ACL file and whether anonymous clients may connect.
     pub auth: AuthConfig,
-    /// `[persistence]`: the state directory and how durable its writes are.
+    /// User to switch to after binding the listeners, when started as root (outside systemd,
+    /// which starts the broker as its own user). Absent means no switch.
+    pub user: Option<String>,
+    /// Group to switch to with `user`; absent means the user's primary group.
+    pub group: Option<String>,
+    /// Run as root without `user`. Refused by default: a network daemon should not keep root.
+    pub allow_root: bool,
+    /// File the broker writes its process id to once it listens, and removes on a clean exit;
+    /// `nanomq reload` finds the broker by it. Absent means none is written.
+    pub pid_file: Option<PathBuf>,
+    /// `[persistence]`: where the broker keeps its state.
     pub persistence: PersistenceConfig,
 }
 
@@ -61,6 +78,10 @@ impl Default for Config {
             mqtt: MqttConfig::default(),
             sys: SysConfig::default(),
             auth: AuthConfig::default(),
+            user: None,
+            group: None,
+            allow_root: false,
+            pid_file: None,
             persistence: PersistenceConfig::default(),
         }
     }
@@ -73,12 +94,27 @@ pub struct LogConfig {
     /// A `tracing` filter directive such as `info` or `nanomq=debug,warn`. `RUST_LOG`, when set,
     /// overrides it so an operator can turn on debugging without editing the image's file.
     pub level: String,
+    /// Log to journald even when stderr is not the journal (a supervisor other than systemd).
+    /// Under systemd, when stderr is the journal, journald is used anyway.
+    pub journald: bool,
+    /// A plain-text log file, written instead of stderr (and besides journald under systemd),
+    /// as Mosquitto's `log_dest file`. Absent means no file.
+    pub file: Option<PathBuf>,
+    /// Size in KiB at which `file` is rotated: `nanomq.log` becomes `nanomq.log.1`, and so on.
+    pub max_size_kb: u64,
+    /// Rotated files kept besides `file` (`nanomq.log.1` to `nanomq.log.<keep>`); 0 truncates
+    /// `file` instead.
+    pub keep: u32,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             level: "info".to_owned(),
+            journald: false,
+            file: None,
+            max_size_kb: 1024,
+            keep: 3,
         }
     }
 }

@@ -26,8 +26,10 @@ pub enum SyncMode {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PersistenceConfig {
-    /// The state directory: the SQLite database `nanomq.db` (with its WAL) lives here. Absent
-    /// means memory only.
+    /// The state directory (`/var/lib/nanomq` on a device): the SQLite database `nanomq.db`
+    /// (with its WAL) lives here, and `runtime.toml`, the device's own config layer read over
+    /// the image's file (which cannot set this key). Absent means memory only and no runtime
+    /// layer.
     pub dir: Option<PathBuf>,
     /// `always`, `batch` or `off`; see [`SyncMode`].
     pub sync: SyncMode,

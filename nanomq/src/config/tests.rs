@@ -70,10 +70,14 @@ fn example_file_documents_every_key() {
     let defaults = toml::Value::try_from(Config::default()).unwrap();
     let mut checked = 0;
     for (table, value) in defaults.as_table().unwrap() {
-        let (entries, index) = match value {
-            toml::Value::Table(t) => (t, None),
-            toml::Value::Array(a) => (a[0].as_table().unwrap(), Some(0)),
-            other => panic!("unexpected top-level value {other}"),
+        let (table, entries, index) = match value {
+            toml::Value::Table(t) => (table.as_str(), t.clone(), None),
+            toml::Value::Array(a) => (table.as_str(), a[0].as_table().unwrap().clone(), Some(0)),
+            other => {
+                let mut root = toml::Table::new();
+                root.insert(table.clone(), other.clone());
+                ("", root, None)
+            }
         };
         for key in entries.keys() {
             let at = locate(EXAMPLE, table, index, key)
@@ -85,13 +89,18 @@ fn example_file_documents_every_key() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 34);
+    assert_eq!(checked, 38);
 }
 
 /// Keys without a default value (None) are shown commented out, each with its comment.
 #[test]
 fn example_file_shows_the_optional_keys() {
     for key in [
+        "# file = ",
+        "# user = ",
+        "# group = ",
+        "# pid_file = ",
+        "# dir = ",
         "[auth]",
         "# allow_anonymous = ",
         "# password_file = ",
@@ -170,6 +179,7 @@ acl_file = "/etc/nanomq/acl"
     let expected = Config {
         log: LogConfig {
             level: "nanomq=debug,warn".to_owned(),
+            ..LogConfig::default()
         },
         runtime: RuntimeConfig { worker_threads: 2 },
         listeners: vec![
@@ -218,7 +228,7 @@ acl_file = "/etc/nanomq/acl"
             acl_file: Some("/etc/nanomq/acl".into()),
             http: None,
         },
-        persistence: PersistenceConfig::default(),
+        ..Config::default()
     };
     assert_eq!(config, expected);
 }
@@ -398,7 +408,7 @@ fn location_of_offset() {
 #[test]
 fn missing_file_names_the_path_and_never_falls_back() {
     let path = Path::new("/nonexistent/nanomq-test.toml");
-    let err = Config::load(path).unwrap_err();
+    let err = Layered::load(Some(path)).unwrap_err();
     assert!(matches!(err, ConfigError::Read { .. }));
     let msg = err.to_string();
     assert!(
@@ -413,7 +423,7 @@ fn load_reads_a_real_file() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("nanomq.toml");
     std::fs::write(&path, "[limits]\nmax_inflight = 0\n").unwrap();
-    let msg = Config::load(&path).unwrap_err().to_string();
+    let msg = Layered::load(Some(&path)).unwrap_err().to_string();
     assert_eq!(
         msg,
         format!(
@@ -422,7 +432,10 @@ fn load_reads_a_real_file() {
         )
     );
     std::fs::write(&path, "[sys]\ninterval_secs = 1\n").unwrap();
-    assert_eq!(Config::load(&path).unwrap().sys.interval_secs, 1);
+    assert_eq!(
+        Layered::load(Some(&path)).unwrap().config.sys.interval_secs,
+        1
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

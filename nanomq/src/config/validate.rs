@@ -38,7 +38,7 @@ fn key_path(table: &str, index: Option<usize>, key: &str) -> String {
 
 impl Config {
     /// Checks the rules that serde's types do not: ranges, relations between keys and
-    /// duplicate listeners. [`Config::parse`] and [`Config::load`] call it; call it yourself on a
+    /// duplicate listeners. [`Config::parse`] and [`super::Layered::load`] call it; call it yourself on a
     /// config built in code.
     pub fn validate(&self) -> Result<(), InvalidValue> {
         let invalid = |table, key, message: String| InvalidValue {
@@ -57,6 +57,9 @@ impl Config {
                 "level",
                 format!("not a tracing filter: {e}"),
             ));
+        }
+        if self.log.max_size_kb == 0 {
+            return Err(invalid("log", "max_size_kb", at_least(1, "0")));
         }
         self.validate_listeners()?;
         let l = &self.limits;

@@ -2,16 +2,25 @@
 //!
 //! Under systemd (cargo feature `systemd`) the broker logs straight to journald when its stderr
 //! is the journal, says READY=1 once its listeners are bound, RELOADING=1 / READY=1 around a
-//! reload and STOPPING=1 on shutdown, and pings the watchdog from its own runtime so a wedged
+//! reload and STOPPING=1 on shutdown, reports connections and message rates in STATUS=, and
+//! pings the watchdog only while every component of [`Health`] makes progress, so a wedged
 //! broker gets restarted. Without the feature, or without a service manager, logs go to stderr
-//! and there is nobody to notify.
+//! (or a size-rotated file) and there is nobody to notify. Started as root, it drops to `user`
+//! after binding, or refuses to run as root unless allowed; it writes a pid file when asked to.
 
+mod health;
+mod logfile;
 mod logging;
 #[cfg(feature = "systemd")]
 mod notify;
+mod pid_file;
+mod privileges;
 mod signals;
 
+pub use health::{stall_requested, Health, Heartbeat};
 pub use logging::{init_logging, LogControl, LogError};
+pub use pid_file::{PidFile, PidFileError};
+pub use privileges::{PrivilegeError, Privileges};
 pub use signals::{Signal, Signals};
 
 /// A state change the service manager (systemd's `Type=notify`) waits for.
@@ -34,10 +43,36 @@ pub fn notify(state: ServiceState) {
     let _ = state;
 }
 
-/// Starts pinging the service manager's watchdog, when it asked for one (`WATCHDOG_USEC`), at
-/// half its interval. The pings come from a task on the broker's runtime: if every worker
-/// thread wedges, they stop and systemd restarts the broker. Call it inside the runtime.
-pub fn start_watchdog() {
+/// Whether a service manager listens (`NOTIFY_SOCKET`): without one, status reports are not
+/// worth computing.
+pub fn has_service_manager() -> bool {
+    cfg!(feature = "systemd") && std::env::var_os("NOTIFY_SOCKET").is_some()
+}
+
+/// Tells the service manager what the broker is doing, in one line (`STATUS=`), shown by
+/// `systemctl status`.
+pub fn notify_status(text: &str) {
     #[cfg(feature = "systemd")]
-    notify::start_watchdog();
+    notify::send_status(text);
+    #[cfg(not(feature = "systemd"))]
+    let _ = text;
+}
+
+/// The interval of the service manager's watchdog (`WATCHDOG_USEC`), if it asked for pings.
+fn watchdog_interval() -> Option<std::time::Duration> {
+    #[cfg(feature = "systemd")]
+    return notify::watchdog_interval();
+    #[cfg(not(feature = "systemd"))]
+    None
+}
+
+/// Starts pinging the service manager's watchdog, when it asked for one (`WATCHDOG_USEC`), at
+/// half its interval, but only while no component of `health` has been silent for longer than
+/// that: a wedged accept loop, router or store stops the pings and systemd restarts the broker.
+/// A warning names the silent components. Call it inside the runtime.
+pub fn start_watchdog(health: std::sync::Arc<Health>) {
+    #[cfg(feature = "systemd")]
+    notify::start_watchdog(health);
+    #[cfg(not(feature = "systemd"))]
+    let _ = health;
 }

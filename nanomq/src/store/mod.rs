@@ -107,9 +107,11 @@ pub enum StoreError {
 pub struct OpenOptions {
     /// Move a corrupt database aside and start empty, instead of refusing to start.
     pub recover: bool,
-    /// Called by the writer thread whenever it makes progress, and at least once a second when
-    /// idle: the watchdog's evidence that the store is alive.
+    /// Called by the writer thread whenever it makes progress, and at least every
+    /// `beat_every` when idle: the watchdog's evidence that the store is alive.
     pub beat: Box<dyn Fn() + Send>,
+    /// See `beat`.
+    pub beat_every: Duration,
     /// Test hook: the writer stops working (without exiting) after this long.
     pub stall_after: Option<Duration>,
 }

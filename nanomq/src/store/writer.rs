@@ -14,8 +14,6 @@ use crate::config::SyncMode;
 use crate::mqtt::ProtocolVersion;
 use crate::session::StoreEvent;
 
-/// The writer beats at least this often while idle.
-const IDLE_BEAT: Duration = Duration::from_secs(1);
 /// Wait before retrying a commit that failed (a full disk may get room).
 const RETRY: Duration = Duration::from_secs(1);
 /// Attempts at the last commit when closing, before giving up on it.
@@ -42,7 +40,7 @@ pub(super) fn run(shared: Arc<Shared>, mut conn: Connection, path: PathBuf, opti
         if p.changes.is_empty() && !p.closing {
             p = shared
                 .work
-                .wait_timeout(p, IDLE_BEAT)
+                .wait_timeout(p, options.beat_every)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
             if p.changes.is_empty() && !p.closing {

@@ -111,6 +111,8 @@ impl Broker {
         };
         let mut cmd = Command::new(bin);
         cmd.arg("start").arg("--config").arg(&config);
+        // Tests run as root in CI, where the broker refuses to start without this.
+        cmd.env("NANOMQ_ALLOW_ROOT", "1");
         let (mut broker, port_rx) = Self::spawn(dir, cmd);
         match port_rx.recv_timeout(START_TIMEOUT) {
             Ok(port) => broker.port = port,

@@ -32,8 +32,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use nanomq::auth::Authenticator;
-use nanomq::broker::{bind, serve, BrokerError, CertificateReloader};
+use nanomq::broker::{bind, serve, BrokerError, CertificateReloader, LiveLimits};
 use nanomq::config::Config;
+use nanomq::service::Health;
 use tokio::sync::oneshot;
 
 use client::within;
@@ -68,9 +69,18 @@ impl TestBroker {
                 let reloaders: Vec<_> = listeners.iter().map(|l| l.reloader()).collect();
                 let _ = bound.send(Ok((addrs, reloaders)));
                 let auth = Arc::new(Authenticator::load(&config.auth).expect("auth config"));
-                let result = serve(config, auth, listeners, async move {
-                    let _ = stopped.await;
-                })
+                let limits = Arc::new(LiveLimits::new(&config));
+                let result = serve(
+                    config,
+                    auth,
+                    limits,
+                    listeners,
+                    Health::new(),
+                    None,
+                    async move {
+                        let _ = stopped.await;
+                    },
+                )
                 .await;
                 let _ = done.send(result);
             });

@@ -302,3 +302,52 @@ async fn auth_after_connect_is_a_protocol_error() {
     let auth = Packet::Auth(crate::mqtt::Auth::default());
     expect_disconnect(&mut c, auth, ReasonCode::PROTOCOL_ERROR).await;
 }
+
+/// A reload applies the connection and CONNECT limits live: the connections open stay (even
+/// above a lowered `max_connections`), new sockets and CONNECTs see the new values.
+#[tokio::test]
+async fn reloaded_limits_apply_to_new_connections_only() {
+    let mut config = Config::default();
+    config.listeners[0].bind = "127.0.0.1:0".parse().unwrap();
+    let listeners = crate::broker::bind(&config).await.unwrap();
+    let addr = listeners[0].local_addr();
+    let auth = std::sync::Arc::new(crate::auth::Authenticator::load(&config.auth).unwrap());
+    let limits = std::sync::Arc::new(crate::broker::LiveLimits::new(&config));
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let health = crate::service::Health::new();
+    let serving = crate::broker::serve(
+        config.clone(),
+        auth,
+        limits.clone(),
+        listeners,
+        health,
+        None,
+        async {
+            let _ = stopped.await;
+        },
+    );
+    tokio::spawn(serving);
+    let (mut a, _) = Client::connect(addr, v5("a", 0, 0)).await;
+    let (mut b, _) = Client::connect(addr, v5("b", 0, 0)).await;
+
+    config.limits.max_connections = 1;
+    config.limits.max_keepalive = 20;
+    config.limits.max_session_expiry_secs = 50;
+    limits.apply(&config);
+    assert_eq!(
+        Client::open(addr).await.recv().await,
+        None,
+        "over the lowered max_connections: closed at once"
+    );
+    for c in [&mut a, &mut b] {
+        c.send(Packet::PingReq).await;
+        assert_eq!(c.recv().await, Some(Packet::PingResp), "open ones stay");
+    }
+
+    config.limits.max_connections = 3;
+    limits.apply(&config);
+    let (_c, ack) = Client::connect(addr, v5("c", 60, 1000)).await;
+    assert_eq!(ack.reason, ReasonCode::SUCCESS);
+    assert_eq!(ack.properties.server_keep_alive, Some(20));
+    assert_eq!(ack.properties.session_expiry_interval, Some(50));
+}

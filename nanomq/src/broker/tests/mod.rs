@@ -45,10 +45,14 @@ async fn start_with_auth(
     let addr = listeners[0].local_addr();
     let auth = std::sync::Arc::new(crate::auth::Authenticator::load(&config.auth).unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let health = crate::service::Health::new();
+    let limits = std::sync::Arc::new(super::LiveLimits::new(&config));
     tokio::spawn(super::serve(
         config,
         auth.clone(),
+        limits,
         listeners,
+        health,
         None,
         async move {
             let _ = rx.await;

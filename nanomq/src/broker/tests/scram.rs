@@ -543,10 +543,13 @@ async fn start_with_auth(
     let addr = listeners[0].local_addr();
     let auth = std::sync::Arc::new(crate::auth::Authenticator::load(&config.auth).unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let limits = std::sync::Arc::new(super::super::LiveLimits::new(&config));
     tokio::spawn(super::super::serve(
         config,
         auth.clone(),
+        limits,
         listeners,
+        crate::service::Health::new(),
         None,
         async move {
             let _ = rx.await;

@@ -137,30 +137,64 @@ impl Transport {
         }
     }
 
-    /// Serves one accepted socket on its own task.
-    pub(crate) fn spawn<G>(&self, broker: Arc<Broker>, tcp: TcpStream, peer: SocketAddr, guard: G)
-    where
+    /// Serves one accepted socket on its own task; `listener` names where it came in, for logs.
+    pub(crate) fn spawn<G>(
+        &self,
+        broker: Arc<Broker>,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        listener: &Arc<String>,
+        guard: G,
+    ) where
         G: Unpin + Send + 'static,
     {
         match self {
             Transport::Tcp => {
-                tokio::spawn(connection::serve(broker, tcp, peer, guard, Plain));
+                tokio::spawn(connection::serve(
+                    broker,
+                    tcp,
+                    peer,
+                    listener.clone(),
+                    guard,
+                    Plain,
+                ));
             }
             #[cfg(feature = "tls")]
             Transport::Tls(identity) => {
                 let upgrade = identity.upgrade();
-                tokio::spawn(connection::serve(broker, tcp, peer, guard, upgrade));
+                tokio::spawn(connection::serve(
+                    broker,
+                    tcp,
+                    peer,
+                    listener.clone(),
+                    guard,
+                    upgrade,
+                ));
             }
             #[cfg(feature = "websocket")]
             Transport::Ws(path) => {
                 let upgrade = WsUpgrade::new(Plain, path.clone(), &broker);
-                tokio::spawn(connection::serve(broker, tcp, peer, guard, upgrade));
+                tokio::spawn(connection::serve(
+                    broker,
+                    tcp,
+                    peer,
+                    listener.clone(),
+                    guard,
+                    upgrade,
+                ));
             }
             #[cfg(all(feature = "tls", feature = "websocket"))]
             Transport::Wss(identity, path) => {
                 let tls = identity.upgrade();
                 let upgrade = WsUpgrade::new(tls, path.clone(), &broker);
-                tokio::spawn(connection::serve(broker, tcp, peer, guard, upgrade));
+                tokio::spawn(connection::serve(
+                    broker,
+                    tcp,
+                    peer,
+                    listener.clone(),
+                    guard,
+                    upgrade,
+                ));
             }
         }
     }
