@@ -31,6 +31,8 @@ struct Service {
     broker: Broker,
     notify: UnixDatagram,
     config: PathBuf,
+    /// What `config` holds.
+    config_text: String,
 }
 
 impl Service {
@@ -44,7 +46,18 @@ impl Service {
         let dir = unique_dir("nanomq-service");
         std::fs::create_dir_all(&dir).expect("create temp dir");
         let config = dir.join("nanomq.toml");
-        std::fs::write(&config, CONFIG).expect("write config");
+        // With a state directory, READY=1 also waits for the state database, and the watchdog
+        // watches its writer.
+        let state = if cfg!(feature = "persistence") {
+            format!(
+                "\n[persistence]\ndir = {:?}\n",
+                dir.join("state").display().to_string()
+            )
+        } else {
+            String::new()
+        };
+        let config_text = format!("{CONFIG}{state}");
+        std::fs::write(&config, &config_text).expect("write config");
         let socket = dir.join("notify.sock");
         let notify = UnixDatagram::bind(&socket).expect("bind notify socket");
         notify.set_read_timeout(Some(TIMEOUT)).unwrap();
@@ -63,6 +76,7 @@ impl Service {
             broker,
             notify,
             config,
+            config_text,
         }
     }
 
@@ -179,7 +193,8 @@ fn sighup_reloads_without_dropping_clients() {
     let mut client = mqtt_connect(service.broker.port);
 
     // A live change (log level) and one that waits for a restart (a limit).
-    let changed = CONFIG.replace("\"info\"", "\"debug\"") + "\n[limits]\nmax_inflight = 10\n";
+    let changed =
+        service.config_text.replace("\"info\"", "\"debug\"") + "\n[limits]\nmax_inflight = 10\n";
     std::fs::write(&service.config, changed).unwrap();
     service.signal("HUP");
     assert_eq!(service.next("RELOADING=1"), "RELOADING=1");
@@ -372,6 +387,12 @@ fn pings_stop_when_the_router_stalls() {
 #[test]
 fn pings_stop_when_an_accept_loop_stalls() {
     pings_stop_when_stalled("listener");
+}
+
+#[cfg(feature = "persistence")]
+#[test]
+fn pings_stop_when_the_state_database_writer_stalls() {
+    pings_stop_when_stalled("store");
 }
 
 const JOURNALD: &str = "/lib/systemd/systemd-journald";

@@ -394,13 +394,22 @@ impl Connection {
                 Ok(())
             }
             Packet::PubRel(a) => {
-                let known = self.with_session(|s| s.on_pubrel(a.packet_id));
+                let (known, released) = {
+                    let mut s = self.handle().state();
+                    let known = s.on_pubrel(a.packet_id);
+                    (
+                        known,
+                        super::persist::journal(&self.broker, self.handle(), &mut s),
+                    )
+                };
                 let reason = if known {
                     ReasonCode::SUCCESS
                 } else {
                     ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
                 };
-                self.ack(Packet::PubComp, a.packet_id, reason, out);
+                // Once the client has PUBCOMP it may reuse the packet id: a restart must not
+                // bring the released id back, or it would swallow the next message sent with it.
+                self.ack_when_stored(Packet::PubComp, a.packet_id, reason, released, out);
                 Ok(())
             }
             Packet::Subscribe(s) => self.on_subscribe(s, out),
@@ -486,30 +495,32 @@ impl Connection {
         // A QoS 2 message's packet id and the message itself reach the state database in one
         // commit: after a crash either both are there (a resend is known as one) or neither
         // (a resend is routed as new).
-        let unit = match (p.qos, &self.broker.store) {
-            (QoS::ExactlyOnce, Some(store)) => Some(store.unit()),
-            _ => None,
+        let (route_now, matched, stored) = {
+            let _unit = match (p.qos, &self.broker.store) {
+                (QoS::ExactlyOnce, Some(store)) => Some(store.unit()),
+                _ => None,
+            };
+            let (first_time, mut stored) = match p.qos {
+                QoS::ExactlyOnce if !refuse => self.accept_qos2(p.packet_id)?,
+                _ => (true, None),
+            };
+            let route_now = allowed && first_time;
+            let mut matched = 0;
+            if route_now {
+                let m = message(
+                    topic,
+                    p.payload,
+                    p.qos,
+                    p.retain,
+                    p.properties,
+                    Instant::now(),
+                );
+                let routed = route(&self.broker, Arc::new(m), Some(&self.me));
+                matched = routed.matched;
+                stored = stored.max(routed.stored);
+            }
+            (route_now, matched, stored)
         };
-        let (first_time, mut stored) = match p.qos {
-            QoS::ExactlyOnce if !refuse => self.accept_qos2(p.packet_id)?,
-            _ => (true, None),
-        };
-        let route_now = allowed && first_time;
-        let mut matched = 0;
-        if route_now {
-            let m = message(
-                topic,
-                p.payload,
-                p.qos,
-                p.retain,
-                p.properties,
-                Instant::now(),
-            );
-            let routed = route(&self.broker, Arc::new(m), Some(&self.me));
-            matched = routed.matched;
-            stored = stored.max(routed.stored);
-        }
-        drop(unit);
         let reason = if refuse {
             ReasonCode::NOT_AUTHORIZED
         } else if matched == 0 && route_now {

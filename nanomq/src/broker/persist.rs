@@ -83,7 +83,7 @@ struct HeldAck {
 }
 
 impl Connection {
-    /// Sends a PUBACK or PUBREC now, or once `ticket` is durable when acknowledgements wait
+    /// Sends a PUBACK, PUBREC or PUBCOMP now, or once `ticket` is durable when acknowledgements wait
     /// for the store (`sync = "always"`) or others are already waiting.
     pub(crate) fn ack_when_stored(
         &mut self,

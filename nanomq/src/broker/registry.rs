@@ -294,6 +294,7 @@ impl SessionRegistry {
         }
     }
 
+    #[cfg(feature = "persistence")]
     /// Adds a session read back from the state database, detached. A session already
     /// registered under the id (none at start) is replaced.
     pub(crate) fn restore(&self, client_id: &str, session: Session) -> Arc<SessionHandle> {
