@@ -279,6 +279,10 @@ fn check_config_reports_ok_or_the_line() {
         .find(|l| l.starts_with("max_connections = 100000 "))
         .unwrap_or_else(|| panic!("{stdout}"));
     assert!(annotated.ends_with(&format!(" # {example}")), "{annotated}");
+    // --quiet, as the systemd unit runs it: the verdict alone.
+    let (status, stdout, _) = command(&["check-config", "--quiet", example]);
+    assert!(status.success());
+    assert_eq!(stdout, format!("{example}: OK\n"));
 
     let bad = TempConfig::new("check", "[limits]\n\n  max_conections = 5\n");
     let (status, stdout, stderr) = command(&["check-config", bad.path()]);

@@ -73,6 +73,9 @@ pub(super) struct CheckConfigArgs {
     /// The image's TOML config file, as for `start --config`.
     #[arg(value_name = "FILE")]
     pub file: Option<PathBuf>,
+    /// Print only the verdict, not the effective config (for a service manager's log).
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 /// `nanomq reload`.

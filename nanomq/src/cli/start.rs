@@ -174,8 +174,12 @@ pub(super) fn check_config(args: CheckConfigArgs) -> anyhow::Result<()> {
     let config = &layered.config;
     Authenticator::load(&config.auth)?;
     crate::broker::check_transports(config)?;
-    print!("{}", layered.annotated());
-    println!("\n# {}: OK", layered.describe());
+    if args.quiet {
+        println!("{}: OK", layered.describe());
+    } else {
+        print!("{}", layered.annotated());
+        println!("\n# {}: OK", layered.describe());
+    }
     Ok(())
 }
 
