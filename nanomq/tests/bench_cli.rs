@@ -6,6 +6,7 @@
 //! has a timeout.
 #![cfg(feature = "bench")]
 
+#[allow(dead_code)] // the helpers this suite does not use serve the others
 mod common;
 
 use std::io::{BufRead, BufReader, Read};

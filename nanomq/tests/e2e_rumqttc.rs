@@ -8,6 +8,7 @@
 //! `BROKER=mosquitto` runs the same tests against Debian's mosquitto instead, only to
 //! check the tests themselves.
 
+#[allow(dead_code)] // the helpers this suite does not use serve the others
 mod common;
 
 use std::net::{TcpListener, TcpStream};

@@ -6,38 +6,27 @@
 #[allow(dead_code)] // the helpers this suite does not use serve the others
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
-use nanomq::mqtt::{decode, encode, Connect, Packet, ProtocolVersion, ReasonCode};
+use nanomq::mqtt::{Connect, Packet, ProtocolVersion, ReasonCode};
 
-use common::{unique_dir, Broker, START_TIMEOUT};
+use common::{unique_dir, Broker, PacketStream, START_TIMEOUT};
 
 const NANOMQ: &str = env!("CARGO_BIN_EXE_nanomq");
 /// Upper bound for anything a test waits for; generous for a loaded 2-core machine.
 const TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A blocking MQTT 5 client on the project's codec.
-struct Client {
-    stream: TcpStream,
-    rbuf: BytesMut,
-}
+struct Client(PacketStream);
 
 impl Client {
     /// Opens a socket and sends CONNECT; returns the client and CONNACK's reason code, or
     /// None when the broker closed the socket without answering.
     fn connect(port: u16) -> (Client, Option<ReasonCode>) {
-        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-        let mut c = Client {
-            stream,
-            rbuf: BytesMut::new(),
-        };
+        let mut c = Client(PacketStream::open(port, TIMEOUT));
         c.send(Packet::Connect(Box::new(Connect {
             protocol: ProtocolVersion::V5,
             clean_start: true,
@@ -52,23 +41,12 @@ impl Client {
     }
 
     fn send(&mut self, p: Packet) {
-        let mut out = BytesMut::new();
-        encode(&p, ProtocolVersion::V5, &mut out);
         // A refused socket may be closed already; the answer (none) tells.
-        let _ = self.stream.write_all(&out);
+        let _ = self.0.send(&p);
     }
 
     fn recv(&mut self) -> Option<Packet> {
-        loop {
-            if let Some(p) = decode(&mut self.rbuf, ProtocolVersion::V5, u32::MAX).unwrap() {
-                return Some(p);
-            }
-            let mut buf = [0u8; 4096];
-            match self.stream.read(&mut buf) {
-                Ok(n) if n > 0 => self.rbuf.extend_from_slice(&buf[..n]),
-                _ => return None,
-            }
-        }
+        self.0.recv()
     }
 
     fn assert_alive(&mut self) {

@@ -6,20 +6,16 @@
 #[allow(dead_code)] // the helpers this suite does not use serve the others
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
 use base64ct::{Base64, Encoding};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use hmac::{Hmac, KeyInit, Mac};
-use nanomq::mqtt::{
-    decode, encode, Auth, Connect, Packet, Properties, ProtocolVersion, ReasonCode,
-};
+use nanomq::mqtt::{Auth, Connect, Packet, Properties, ProtocolVersion, ReasonCode};
 use sha2::{Digest, Sha256};
 
-use common::{unique_dir, Broker};
+use common::{unique_dir, Broker, PacketStream};
 
 const NANOMQ: &str = env!("CARGO_BIN_EXE_nanomq");
 const METHOD: &str = "SCRAM-SHA-256";
@@ -107,38 +103,19 @@ fn auth(reason: ReasonCode, data: Bytes) -> Packet {
     })
 }
 
-struct Client {
-    stream: TcpStream,
-    rbuf: BytesMut,
-}
+struct Client(PacketStream);
 
 impl Client {
     fn open(port: u16) -> Client {
-        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-        Client {
-            stream,
-            rbuf: BytesMut::new(),
-        }
+        Client(PacketStream::open(port, TIMEOUT))
     }
 
     fn send(&mut self, p: Packet) {
-        let mut out = BytesMut::new();
-        encode(&p, ProtocolVersion::V5, &mut out);
-        self.stream.write_all(&out).unwrap();
+        self.0.send(&p).unwrap();
     }
 
     fn recv(&mut self) -> Option<Packet> {
-        loop {
-            if let Some(p) = decode(&mut self.rbuf, ProtocolVersion::V5, u32::MAX).unwrap() {
-                return Some(p);
-            }
-            let mut buf = [0u8; 4096];
-            match self.stream.read(&mut buf) {
-                Ok(n) if n > 0 => self.rbuf.extend_from_slice(&buf[..n]),
-                _ => return None,
-            }
-        }
+        self.0.recv()
     }
 
     /// CONNECT with the user's password; CONNACK's reason.

@@ -151,3 +151,46 @@ impl Drop for Broker {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// An MQTT 5 client over a plain socket, packet by packet, for tests that need exact control
+/// (or to see a refusal) where an SDK would hide it.
+pub struct PacketStream {
+    stream: std::net::TcpStream,
+    rbuf: bytes::BytesMut,
+}
+
+impl PacketStream {
+    /// Connects to the broker's port; every read gives up after `timeout`.
+    pub fn open(port: u16, timeout: Duration) -> PacketStream {
+        let stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream.set_read_timeout(Some(timeout)).unwrap();
+        PacketStream {
+            stream,
+            rbuf: bytes::BytesMut::new(),
+        }
+    }
+
+    /// Sends one packet; an error means the broker has closed the socket.
+    pub fn send(&mut self, p: &nanomq::mqtt::Packet) -> std::io::Result<()> {
+        use std::io::Write;
+        let mut out = bytes::BytesMut::new();
+        nanomq::mqtt::encode(p, nanomq::mqtt::ProtocolVersion::V5, &mut out);
+        self.stream.write_all(&out)
+    }
+
+    /// The next packet, or None once the socket is closed (or the read timed out).
+    pub fn recv(&mut self) -> Option<nanomq::mqtt::Packet> {
+        use std::io::Read;
+        let v5 = nanomq::mqtt::ProtocolVersion::V5;
+        loop {
+            if let Some(p) = nanomq::mqtt::decode(&mut self.rbuf, v5, u32::MAX).unwrap() {
+                return Some(p);
+            }
+            let mut buf = [0u8; 4096];
+            match self.stream.read(&mut buf) {
+                Ok(n) if n > 0 => self.rbuf.extend_from_slice(&buf[..n]),
+                _ => return None,
+            }
+        }
+    }
+}

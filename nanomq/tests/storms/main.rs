@@ -29,6 +29,7 @@
 
 #![cfg(all(feature = "tls", feature = "websocket"))]
 
+#[allow(dead_code)] // the helpers this suite does not use serve the others
 #[path = "../common/mod.rs"]
 mod common;
 

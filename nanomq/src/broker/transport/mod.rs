@@ -148,54 +148,57 @@ impl Transport {
     ) where
         G: Unpin + Send + 'static,
     {
+        let accepted = Accepted {
+            broker,
+            tcp,
+            peer,
+            listener: listener.clone(),
+            guard,
+        };
         match self {
-            Transport::Tcp => {
-                tokio::spawn(connection::serve(
-                    broker,
-                    tcp,
-                    peer,
-                    listener.clone(),
-                    guard,
-                    Plain,
-                ));
-            }
+            Transport::Tcp => accepted.serve(Plain),
             #[cfg(feature = "tls")]
-            Transport::Tls(identity) => {
-                let upgrade = identity.upgrade();
-                tokio::spawn(connection::serve(
-                    broker,
-                    tcp,
-                    peer,
-                    listener.clone(),
-                    guard,
-                    upgrade,
-                ));
-            }
+            Transport::Tls(identity) => accepted.serve(identity.upgrade()),
             #[cfg(feature = "websocket")]
             Transport::Ws(path) => {
-                let upgrade = WsUpgrade::new(Plain, path.clone(), &broker);
-                tokio::spawn(connection::serve(
-                    broker,
-                    tcp,
-                    peer,
-                    listener.clone(),
-                    guard,
-                    upgrade,
-                ));
+                let upgrade = WsUpgrade::new(Plain, path.clone(), &accepted.broker);
+                accepted.serve(upgrade)
             }
             #[cfg(all(feature = "tls", feature = "websocket"))]
             Transport::Wss(identity, path) => {
-                let tls = identity.upgrade();
-                let upgrade = WsUpgrade::new(tls, path.clone(), &broker);
-                tokio::spawn(connection::serve(
-                    broker,
-                    tcp,
-                    peer,
-                    listener.clone(),
-                    guard,
-                    upgrade,
-                ));
+                let upgrade = WsUpgrade::new(identity.upgrade(), path.clone(), &accepted.broker);
+                accepted.serve(upgrade)
             }
         }
+    }
+}
+
+/// An accepted socket on its way to a connection task.
+struct Accepted<G> {
+    broker: Arc<Broker>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    listener: Arc<String>,
+    guard: G,
+}
+
+impl<G> Accepted<G>
+where
+    G: Unpin + Send + 'static,
+{
+    /// Spawns the connection task, which starts with `upgrade`'s handshake.
+    fn serve<U>(self, upgrade: U)
+    where
+        U: Upgrade + Send + 'static,
+        U::Stream: Send + 'static,
+    {
+        tokio::spawn(connection::serve(
+            self.broker,
+            self.tcp,
+            self.peer,
+            self.listener,
+            self.guard,
+            upgrade,
+        ));
     }
 }
