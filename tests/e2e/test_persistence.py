@@ -16,6 +16,7 @@ import time
 import pytest
 
 import raw
+from conftest import V5, V311
 from raw import PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, RawClient
 
 pytestmark = pytest.mark.nanomq_only("nanomq's [persistence] section and state database")
@@ -305,3 +306,28 @@ def test_corrupt_database_refuses_to_start_and_recovers_on_request(broker_factor
     assert broker.stop() == 0
     broker.restart()
     drain(broker, "s", quiet=0.2)
+
+
+@pytest.mark.parametrize("protocol", [V311, V5], ids=["v311", "v5"])
+def test_paho_sessions_survive_a_restart(broker_factory, client_factory, tmp_path, protocol):
+    """The same with a real SDK: a 3.1.1 session without Clean Session (kept forever), or an
+    MQTT 5 session with an expiry, resumes after a restart with `session present`."""
+    broker, _ = durable_broker(broker_factory, tmp_path)
+    kw = {"session_expiry": 600} if protocol == V5 else {}
+    sub = client_factory(broker, "paho-keeper", protocol=protocol, clean_start=False, **kw)
+    sub.subscribe("paho/#", qos=1)
+    sub.disconnect()
+    pub = client_factory(broker, "paho-pub", protocol=protocol)
+    for i in range(5):
+        pub.publish("paho/t", f"p{i}".encode(), qos=1)
+    pub.disconnect()
+    assert broker.stop() == 0
+    broker.restart()
+    sub = client_factory(broker, "paho-keeper", protocol=protocol, clean_start=False, **kw)
+    assert sub.connack[1], "session present after the restart"
+    got = sub.wait_for(5)
+    assert [m.payload for m in got] == [f"p{i}".encode() for i in range(5)]
+    # The restored subscription still routes.
+    pub = client_factory(broker, "paho-pub2", protocol=protocol)
+    pub.publish("paho/t", b"after", qos=1)
+    assert sub.wait_for(1)[0].payload == b"after"
