@@ -13,7 +13,7 @@ LIC_FILES_CHKSUM = "file://LICENSE;md5=8228f5c1e1830ab2431056f197eda5c5"
 # The release process sets SRCREV to the commit of the release (and renames this file to the
 # new version); nanomq-crates.inc must then be regenerated from that commit's Cargo.lock.
 SRC_URI = "git://github.com/nanomq-rs/nanomq.git;protocol=https;branch=main"
-SRCREV = "cb01b3d9260027c5f7158456082cb6ecafe47abd"
+SRCREV = "4daa043551a21824fb6deb7c59541b6397f485ba"
 
 inherit cargo cargo-update-recipe-crates systemd useradd
 
