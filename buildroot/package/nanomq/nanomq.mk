@@ -25,6 +25,11 @@ NANOMQ_USERS = nanomq -1 nanomq -1 * /var/lib/nanomq - - nanomq MQTT broker
 # (the load generator) nor "fuzzing" (for nanomq/fuzz).
 NANOMQ_FEATURES =
 
+ifeq ($(BR2_PACKAGE_NANOMQ_PERSISTENCE),y)
+# rusqlite with the bundled SQLite, compiled by the cross C compiler.
+NANOMQ_FEATURES += persistence
+endif
+
 ifeq ($(BR2_PACKAGE_NANOMQ_SYSTEMD),y)
 NANOMQ_FEATURES += systemd
 endif
@@ -67,6 +72,20 @@ define NANOMQ_INSTALL_CONFIG
 		$(TARGET_DIR)/etc/nanomq/nanomq.toml
 endef
 NANOMQ_POST_INSTALL_TARGET_HOOKS += NANOMQ_INSTALL_CONFIG
+
+# With persistence the broker keeps its database and runtime.toml in
+# /var/lib/nanomq (made by S50nanomq, or by systemd's StateDirectory= and
+# tmpfiles): uncomment the example's `# dir = "/var/lib/nanomq"` line of
+# [persistence], and fail if the example no longer has it. Without the
+# feature the key stays unset: the broker refuses a dir it cannot use.
+ifeq ($(BR2_PACKAGE_NANOMQ_PERSISTENCE),y)
+define NANOMQ_INSTALL_CONFIG_PERSISTENCE
+	$(SED) 's|^# dir = "/var/lib/nanomq"$$|dir = "/var/lib/nanomq"|' \
+		$(TARGET_DIR)/etc/nanomq/nanomq.toml
+	grep -qx 'dir = "/var/lib/nanomq"' $(TARGET_DIR)/etc/nanomq/nanomq.toml
+endef
+NANOMQ_POST_INSTALL_TARGET_HOOKS += NANOMQ_INSTALL_CONFIG_PERSISTENCE
+endif
 
 define NANOMQ_INSTALL_INIT_SYSTEMD
 	$(INSTALL) -D -m 0644 $(@D)/systemd/nanomq.service \

@@ -13,7 +13,7 @@ LIC_FILES_CHKSUM = "file://LICENSE;md5=8228f5c1e1830ab2431056f197eda5c5"
 # The release process sets SRCREV to the commit of the release (and renames this file to the
 # new version); nanomq-crates.inc must then be regenerated from that commit's Cargo.lock.
 SRC_URI = "git://github.com/nanomq-rs/nanomq.git;protocol=https;branch=main"
-SRCREV = "cb01b3d9260027c5f7158456082cb6ecafe47abd"
+SRCREV = "4daa043551a21824fb6deb7c59541b6397f485ba"
 
 inherit cargo cargo-update-recipe-crates systemd useradd
 
@@ -30,7 +30,11 @@ CARGO_LOCK_PATH = "${S}/Cargo.lock"
 # the cargo feature it enables (tests/packaging/yocto holds the two lists equal).
 CARGO_BUILD_FLAGS += "--no-default-features"
 
-PACKAGECONFIG ??= "tls websocket ${@bb.utils.filter('DISTRO_FEATURES', 'systemd', d)}"
+PACKAGECONFIG ??= "persistence tls websocket ${@bb.utils.filter('DISTRO_FEATURES', 'systemd', d)}"
+# Persistent sessions and retained messages in SQLite under /var/lib/nanomq, restored after a
+# restart (rusqlite with the bundled SQLite, compiled by the target C compiler: no libsqlite3 to
+# link). The installed config then sets persistence.dir, which also enables runtime.toml.
+PACKAGECONFIG[persistence] = "--features persistence"
 # sd_notify readiness and watchdog, journald logging (pure Rust: no libsystemd to link).
 PACKAGECONFIG[systemd] = "--features systemd"
 # kind = "tls" and "wss" listeners: rustls with the ring provider (no OpenSSL to link).
@@ -56,6 +60,16 @@ do_update_crates() {
 do_install:append() {
     install -d ${D}${sysconfdir}/nanomq
     install -m 0644 ${S}/nanomq/nanomq.example.toml ${D}${sysconfdir}/nanomq/nanomq.toml
+    # With persistence, the broker keeps its database and runtime.toml in the state directory
+    # (StateDirectory=nanomq, nanomq.tmpfiles): uncomment the line `# dir = "/var/lib/nanomq"`
+    # of [persistence] in the installed config. Without the feature the key stays unset: the
+    # broker refuses a persistence.dir it cannot use.
+    if ${@bb.utils.contains('PACKAGECONFIG', 'persistence', 'true', 'false', d)}; then
+        sed -i -e 's|^# dir = "${localstatedir}/lib/nanomq"$|dir = "${localstatedir}/lib/nanomq"|' \
+            ${D}${sysconfdir}/nanomq/nanomq.toml
+        grep -qx 'dir = "${localstatedir}/lib/nanomq"' ${D}${sysconfdir}/nanomq/nanomq.toml ||
+            bbfatal "no line '# dir = ${localstatedir}/lib/nanomq' to uncomment in nanomq.example.toml"
+    fi
 
     install -d ${D}${systemd_system_unitdir}
     install -m 0644 ${S}/systemd/nanomq.service ${D}${systemd_system_unitdir}/nanomq.service
