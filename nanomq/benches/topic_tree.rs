@@ -97,12 +97,12 @@ fn bench_match(
     deliveries: usize,
 ) {
     let mut out: Vec<Delivery<u32>> = Vec::new();
-    tree.match_topic(topic, None, online, &mut out);
+    tree.match_topic(topic, None::<&u32>, online, &mut out);
     assert_eq!(out.len(), deliveries, "{what}: {topic}");
     group.bench_function(format!("{what}_{deliveries}_deliveries"), |b| {
         b.iter(|| {
             out.clear();
-            tree.match_topic(black_box(topic), None, online, &mut out);
+            tree.match_topic(black_box(topic), None::<&u32>, online, &mut out);
         })
     });
 }

@@ -18,6 +18,10 @@
 //! authentication), the ACL file with its first-match rules, an HTTP auth service asked before
 //! both (its own small HTTP/1.1 client and answer cache), and their reload.
 //!
+//! `bridge` connects the broker to cloud brokers as their client: local messages forwarded up
+//! (renamed by topic templates) through an ordered, bounded offline cache, remote ones brought
+//! down, reconnecting with backoff.
+//!
 //! `alloc` is the daemon's global allocator: the system's, with slabs for the small
 //! cache-line-aligned blocks tokio allocates per connection.
 //!
@@ -31,6 +35,8 @@
 
 pub mod alloc;
 pub mod auth;
+#[cfg(feature = "bridge")]
+pub mod bridge;
 pub mod broker;
 pub mod cli;
 pub mod config;

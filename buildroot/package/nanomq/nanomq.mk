@@ -25,6 +25,10 @@ NANOMQ_USERS = nanomq -1 nanomq -1 * /var/lib/nanomq - - nanomq MQTT broker
 # (the load generator) nor "fuzzing" (for nanomq/fuzz).
 NANOMQ_FEATURES =
 
+ifeq ($(BR2_PACKAGE_NANOMQ_BRIDGE),y)
+NANOMQ_FEATURES += bridge
+endif
+
 ifeq ($(BR2_PACKAGE_NANOMQ_PERSISTENCE),y)
 # rusqlite with the bundled SQLite, compiled by the cross C compiler.
 NANOMQ_FEATURES += persistence

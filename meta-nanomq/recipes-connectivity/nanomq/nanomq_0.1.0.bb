@@ -30,11 +30,13 @@ CARGO_LOCK_PATH = "${S}/Cargo.lock"
 # the cargo feature it enables (tests/packaging/yocto holds the two lists equal).
 CARGO_BUILD_FLAGS += "--no-default-features"
 
-PACKAGECONFIG ??= "persistence tls websocket ${@bb.utils.filter('DISTRO_FEATURES', 'systemd', d)}"
+PACKAGECONFIG ??= "bridge persistence tls websocket ${@bb.utils.filter('DISTRO_FEATURES', 'systemd', d)}"
 # Persistent sessions and retained messages in SQLite under /var/lib/nanomq, restored after a
 # restart (rusqlite with the bundled SQLite, compiled by the target C compiler: no libsqlite3 to
 # link). The installed config then sets persistence.dir, which also enables runtime.toml.
 PACKAGECONFIG[persistence] = "--features persistence"
+# [[bridges]]: uplinks to cloud brokers with an offline cache (TLS upstreams with `tls`).
+PACKAGECONFIG[bridge] = "--features bridge"
 # sd_notify readiness and watchdog, journald logging (pure Rust: no libsystemd to link).
 PACKAGECONFIG[systemd] = "--features systemd"
 # kind = "tls" and "wss" listeners: rustls with the ring provider (no OpenSSL to link).

@@ -22,6 +22,7 @@ mod publish;
 mod registry;
 mod status;
 mod subscribe;
+mod subscriber;
 mod sys;
 mod transport;
 
@@ -43,7 +44,12 @@ use crate::store::{Opened, Store};
 pub use limits::{LiveLimits, LIVE_LIMITS};
 pub use listener::{bind, check_transports, CertificateReloader, Listener};
 pub use metrics::Metrics;
-use registry::{SessionRef, SessionRegistry};
+#[cfg(feature = "bridge")]
+pub(crate) use publish::publish_from_bridge;
+use registry::SessionRegistry;
+pub(crate) use subscriber::Subscriber;
+#[cfg(all(feature = "tls", feature = "bridge"))]
+pub(crate) use transport::client_config;
 #[cfg(feature = "tls")]
 pub use transport::TlsError;
 pub use transport::TransportError;
@@ -77,6 +83,10 @@ pub enum BrokerError {
     /// The configuration names no listener.
     #[error("no listeners configured")]
     NoListeners,
+    /// A bridge's topic template does not fit its filter (validation normally says so first).
+    #[cfg(feature = "bridge")]
+    #[error("bridge: {0}")]
+    Bridge(#[from] crate::bridge::TemplateError),
 }
 
 /// Serves MQTT on bound listeners until `shutdown` resolves, then shuts down gracefully. `auth`
@@ -104,7 +114,13 @@ pub async fn serve(
     };
     #[cfg(not(feature = "persistence"))]
     let store = state.map(|o| match o {});
-    let broker = Arc::new(Broker::new(config, auth, health, limits, store, stop_rx));
+    #[cfg(feature = "bridge")]
+    let bridges = crate::bridge::from_config(&config.bridges)?;
+    let broker = Arc::new(Broker {
+        #[cfg(feature = "bridge")]
+        bridges,
+        ..Broker::new(config, auth, health, limits, store, stop_rx)
+    });
     #[cfg(feature = "persistence")]
     if let Some(restored) = restored {
         persist::restore(&broker, restored);
@@ -120,6 +136,8 @@ pub async fn serve(
         );
         tokio::spawn(listener.accept_loop(broker.clone(), alive_tx.clone()));
     }
+    #[cfg(feature = "bridge")]
+    start_bridges(&broker);
     tokio::spawn(sys::publish_loop(broker.clone()));
     tokio::spawn(keepalive::sweep_loop(broker.clone()));
     let router = broker.health.register("router");
@@ -152,7 +170,7 @@ pub async fn serve(
 pub(crate) struct Broker {
     pub(crate) config: Config,
     pub(crate) auth: Arc<Authenticator>,
-    pub(crate) subscriptions: SubscriptionTree<SessionRef>,
+    pub(crate) subscriptions: SubscriptionTree<Subscriber>,
     pub(crate) retained: RetainedStore<Arc<Message>>,
     pub(crate) sessions: SessionRegistry,
     pub(crate) metrics: Metrics,
@@ -166,6 +184,25 @@ pub(crate) struct Broker {
     pub(crate) limits: Arc<LiveLimits>,
     /// The state database; None keeps everything in memory.
     pub(crate) store: Option<Arc<Store>>,
+    /// Uplinks to cloud brokers.
+    #[cfg(feature = "bridge")]
+    pub(crate) bridges: Vec<Arc<crate::bridge::Bridge>>,
+}
+
+/// Puts each bridge's forwards in the subscription tree and starts its uplink task.
+#[cfg(feature = "bridge")]
+fn start_bridges(broker: &Arc<Broker>) {
+    for bridge in &broker.bridges {
+        for (filter, options, id) in bridge.local_subscriptions() {
+            let subscription = crate::router::Subscription {
+                subscriber: Subscriber::Bridge(bridge.clone()),
+                options,
+                identifier: Some(id),
+            };
+            broker.subscriptions.subscribe(&filter, subscription);
+        }
+        tokio::spawn(crate::bridge::run(bridge.clone(), broker.clone()));
+    }
 }
 
 impl Broker {
@@ -210,6 +247,8 @@ impl Broker {
             auth,
             health,
             store,
+            #[cfg(feature = "bridge")]
+            bridges: Vec::new(),
         }
     }
 }

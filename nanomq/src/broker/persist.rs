@@ -18,7 +18,8 @@ use crate::store::Ticket;
 /// Puts back the retained messages and persistent sessions read at start: each session
 /// detached, in the subscription tree, with its expiry timer running.
 pub(crate) fn restore(broker: &Arc<Broker>, restored: crate::store::Restored) {
-    use super::registry::{arm_timers, SessionRef};
+    use super::registry::arm_timers;
+    use super::subscriber::Subscriber;
     use crate::router::Subscription;
 
     let retained = restored.retained.len();
@@ -39,7 +40,7 @@ pub(crate) fn restore(broker: &Arc<Broker>, restored: crate::store::Restored) {
         let handle = broker.sessions.restore(&client_id, session);
         for (filter, entry) in filters {
             let subscription = Subscription {
-                subscriber: SessionRef(handle.clone()),
+                subscriber: Subscriber::Session(handle.clone()),
                 options: entry.options,
                 identifier: entry.identifier,
             };

@@ -29,9 +29,12 @@ pub(crate) async fn router_probe_loop(broker: Arc<Broker>, heartbeat: Heartbeat)
             tracing::warn!("NANOMQ_TEST_STALL: the router probe stops beating");
             std::future::pending::<()>().await;
         }
-        broker
-            .subscriptions
-            .match_topic(PROBE_TOPIC, None, |_| true, &mut matched);
+        broker.subscriptions.match_topic(
+            PROBE_TOPIC,
+            super::publish::FROM_BROKER,
+            |_| true,
+            &mut matched,
+        );
         matched.clear();
         let _ = broker.retained.len();
         let _ = broker.sessions.len();

@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::registry::SessionRef;
-use super::Broker;
+use super::{Broker, Subscriber};
 use crate::mqtt::{Properties, QoS, Will};
 use crate::session::{Message, Outgoing};
 use crate::store::Ticket;
@@ -49,13 +48,16 @@ pub(crate) struct Routed {
     pub(crate) stored: Option<Ticket>,
 }
 
+/// The publisher of messages the broker originates (`$SYS`, wills): nobody, so No Local
+/// filters none of them.
+pub(crate) const FROM_BROKER: Option<&Subscriber> = None;
+
 /// Routes a message to every matching subscriber and updates the retained store. `publisher`
-/// is the sending session (for No Local), None for broker-originated messages.
-pub(crate) fn route(
-    broker: &Broker,
-    message: Arc<Message>,
-    publisher: Option<&SessionRef>,
-) -> Routed {
+/// is the sending session or bridge (for No Local), None for broker-originated messages.
+pub(crate) fn route<P>(broker: &Broker, message: Arc<Message>, publisher: Option<&P>) -> Routed
+where
+    Subscriber: PartialEq<P>,
+{
     let mut stored = None;
     if message.retain && broker.config.mqtt.retain_available {
         let keep = (!message.payload.is_empty()).then(|| message.clone());
@@ -75,7 +77,7 @@ pub(crate) fn route(
     broker.subscriptions.match_topic(
         &message.topic,
         publisher,
-        |s| s.0.is_online(),
+        |s| s.is_online(),
         &mut deliveries,
     );
     let matched = deliveries.len();
@@ -87,9 +89,39 @@ pub(crate) fn route(
             subscription_identifiers: d.subscription_identifiers,
             stored: false,
         };
-        stored = stored.max(deliver(broker, &d.subscriber.0, item));
+        let ticket = match &d.subscriber {
+            Subscriber::Session(session) => deliver(broker, session, item),
+            #[cfg(feature = "bridge")]
+            Subscriber::Bridge(bridge) => bridge.accept(item),
+        };
+        stored = stored.max(ticket);
     }
     Routed { matched, stored }
+}
+
+/// Routes a message a bridge brought down from its upstream, published locally by the bridge:
+/// No Local keeps it out of the bridge's own forwards. Returns what routing stored, for the
+/// acknowledgement to wait for.
+#[cfg(feature = "bridge")]
+pub(crate) fn publish_from_bridge(
+    broker: &Broker,
+    bridge: &Subscriber,
+    topic: Arc<str>,
+    publish: crate::mqtt::Publish,
+) -> Routed {
+    let m = message(
+        topic,
+        publish.payload,
+        publish.qos,
+        publish.retain,
+        publish.properties,
+        Instant::now(),
+    );
+    broker
+        .metrics
+        .messages_received
+        .fetch_add(1, Ordering::Relaxed);
+    route(broker, Arc::new(m), Some(bridge))
 }
 
 /// Queues one delivery for a session and wakes its connection, counting what the queue limit
@@ -164,5 +196,5 @@ pub(crate) fn publish_will(broker: &Broker, will: Will) {
         .metrics
         .messages_received
         .fetch_add(1, Ordering::Relaxed);
-    route(broker, Arc::new(m), None);
+    route(broker, Arc::new(m), FROM_BROKER);
 }

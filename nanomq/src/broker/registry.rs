@@ -164,23 +164,9 @@ impl SessionHandle {
     }
 }
 
-/// A subscriber in the topic tree: a session, compared by identity.
+/// A connection's session; the tree knows it as a [`super::subscriber::Subscriber`].
 #[derive(Clone)]
 pub(crate) struct SessionRef(pub(crate) Arc<SessionHandle>);
-
-impl PartialEq for SessionRef {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-    }
-}
-
-impl Eq for SessionRef {}
-
-impl Hash for SessionRef {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        std::ptr::hash(Arc::as_ptr(&self.0), state);
-    }
-}
 
 /// Every live session by client id. Touched on connect, disconnect and expiry, never on the
 /// publish path. Split into shards by client id, so that a connect waits only for its own shard
@@ -408,7 +394,7 @@ pub(crate) fn finish_session(broker: &Broker, handle: &Arc<SessionHandle>) {
         let filters = std::mem::take(&mut s.subscriptions);
         (filters, s.take_pending_will())
     };
-    let me = SessionRef(handle.clone());
+    let me = super::subscriber::Subscriber::Session(handle.clone());
     for f in filters.into_keys() {
         broker.subscriptions.unsubscribe(&f, &me);
     }

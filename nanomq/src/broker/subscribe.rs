@@ -8,6 +8,7 @@ use tokio::time::Instant;
 
 use super::connection::{Connection, Ending};
 use super::publish::deliver;
+use super::Subscriber;
 use crate::auth::{AclQuestion, Action, Verdict};
 use crate::mqtt::{
     encode, Packet, ReasonCode, RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck,
@@ -120,7 +121,7 @@ impl Connection {
         let existed = self.broker.subscriptions.subscribe(
             filter,
             Subscription {
-                subscriber: self.me.clone(),
+                subscriber: Subscriber::session(&self.me),
                 options,
                 identifier,
             },
@@ -179,7 +180,11 @@ impl Connection {
                         store.unsubscribe(&self.handle().client_id, f);
                     }
                 }
-                if self.broker.subscriptions.unsubscribe(f, &self.me) {
+                if self
+                    .broker
+                    .subscriptions
+                    .unsubscribe(f, &Subscriber::session(&self.me))
+                {
                     ReasonCode::SUCCESS
                 } else {
                     ReasonCode::NO_SUBSCRIPTION_EXISTED

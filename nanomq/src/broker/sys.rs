@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use super::publish::{message, route};
+use super::publish::{message, route, FROM_BROKER};
 use super::Broker;
 use crate::mqtt::{Properties, QoS};
 
@@ -63,6 +63,37 @@ fn publish_stats(broker: &Broker) {
     for (name, value) in stats {
         publish(broker, &format!("$SYS/broker/{name}"), value);
     }
+    #[cfg(feature = "bridge")]
+    for bridge in &broker.bridges {
+        publish_bridge(broker, bridge);
+    }
+}
+
+/// `$SYS/broker/bridges/<name>/...`: the link's state, its last error and its counters.
+#[cfg(feature = "bridge")]
+fn publish_bridge(broker: &Broker, bridge: &crate::bridge::Bridge) {
+    let load = |c: &portable_atomic::AtomicU64| c.load(Ordering::Relaxed).to_string();
+    let s = &bridge.stats;
+    let (cached, cached_bytes) = bridge.cached();
+    let stats: [(&str, String); 10] = [
+        ("state", bridge.state().name().to_owned()),
+        ("last_error", bridge.last_error()),
+        ("cache/messages", cached.to_string()),
+        ("cache/bytes", cached_bytes.to_string()),
+        ("cache/dropped", load(&s.dropped)),
+        ("messages/sent", load(&s.messages_sent)),
+        ("messages/received", load(&s.messages_received)),
+        ("messages/resent", load(&s.resent)),
+        ("bytes/sent", load(&s.bytes_sent)),
+        ("bytes/received", load(&s.bytes_received)),
+    ];
+    for (name, value) in stats {
+        publish(
+            broker,
+            &format!("$SYS/broker/bridges/{}/{name}", bridge.name),
+            value,
+        );
+    }
 }
 
 fn publish(broker: &Broker, topic: &str, value: String) {
@@ -74,5 +105,5 @@ fn publish(broker: &Broker, topic: &str, value: String) {
         Properties::default(),
         Instant::now(),
     );
-    route(broker, Arc::new(m), None);
+    route(broker, Arc::new(m), FROM_BROKER);
 }

@@ -15,7 +15,7 @@ use tokio::time::{sleep_until, timeout, Instant};
 
 use super::args::ConnectArgs;
 use crate::config::MAX_PACKET_SIZE;
-use crate::mqtt::{self, ConnAck, Connect, Disconnect, Packet, ProtocolVersion, ReasonCode, Will};
+use crate::mqtt::{self, ConnAck, Connect, Disconnect, Packet, ProtocolVersion, Will};
 
 /// How long TCP connect plus CONNECT/CONNACK may take before the client gives up.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -61,7 +61,10 @@ impl Connection {
                 other => bail!("broker answered CONNECT with {}", other.name()),
             };
             if connack.reason.is_error() {
-                bail!("connection refused by broker: {}", describe(connack.reason));
+                bail!(
+                    "connection refused by broker: {}",
+                    connack.reason.describe()
+                );
             }
             if let Some(secs) = connack.properties.server_keep_alive {
                 conn.keep_alive = Duration::from_secs(secs.into());
@@ -97,7 +100,7 @@ impl Connection {
                 packet = self.recv() => match packet? {
                     Packet::PingResp => self.ping_outstanding = false,
                     Packet::Disconnect(d) => {
-                        bail!("broker closed the connection: {}", describe(d.reason))
+                        bail!("broker closed the connection: {}", d.reason.describe())
                     }
                     packet => return Ok(packet),
                 },
@@ -186,53 +189,6 @@ pub(super) fn connect_packet(args: &ConnectArgs, default_id: &str) -> anyhow::Re
     Ok(connect)
 }
 
-/// A reason code as an operator reads it: `not authorized (0x87)`. MQTT 3.x CONNACK return codes
-/// arrive already mapped to these by the codec.
-pub(super) fn describe(code: ReasonCode) -> String {
-    let name = match code.0 {
-        0x00 => "success",
-        0x04 => "disconnect with will message",
-        0x10 => "no matching subscribers",
-        0x80 => "unspecified error",
-        0x81 => "malformed packet",
-        0x82 => "protocol error",
-        0x83 => "implementation specific error",
-        0x84 => "unsupported protocol version",
-        0x85 => "client identifier not valid",
-        0x86 => "bad user name or password",
-        0x87 => "not authorized",
-        0x88 => "server unavailable",
-        0x89 => "server busy",
-        0x8A => "banned",
-        0x8B => "server shutting down",
-        0x8C => "bad authentication method",
-        0x8D => "keep alive timeout",
-        0x8E => "session taken over",
-        0x8F => "topic filter invalid",
-        0x90 => "topic name invalid",
-        0x91 => "packet identifier in use",
-        0x92 => "packet identifier not found",
-        0x93 => "receive maximum exceeded",
-        0x94 => "topic alias invalid",
-        0x95 => "packet too large",
-        0x96 => "message rate too high",
-        0x97 => "quota exceeded",
-        0x98 => "administrative action",
-        0x99 => "payload format invalid",
-        0x9A => "retain not supported",
-        0x9B => "QoS not supported",
-        0x9C => "use another server",
-        0x9D => "server moved",
-        0x9E => "shared subscriptions not supported",
-        0x9F => "connection rate exceeded",
-        0xA0 => "maximum connect time",
-        0xA1 => "subscription identifiers not supported",
-        0xA2 => "wildcard subscriptions not supported",
-        _ => "unknown reason",
-    };
-    format!("{name} (0x{:02x})", code.0)
-}
-
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -307,14 +263,5 @@ mod tests {
         assert!(err(&["-V", "311", "-x", "5"]).contains("MQTT 5"));
         assert!(err(&["-V", "31", "-P", "pw"]).contains("--username"));
         connect_packet(&connect_args(&["-P", "pw"]), "x").unwrap();
-    }
-
-    #[test]
-    fn reason_descriptions() {
-        assert_eq!(
-            describe(ReasonCode::NOT_AUTHORIZED),
-            "not authorized (0x87)"
-        );
-        assert_eq!(describe(ReasonCode(0x05)), "unknown reason (0x05)");
     }
 }

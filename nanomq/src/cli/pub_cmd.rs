@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use bytes::Bytes;
 
 use super::args::PubArgs;
-use super::client::{describe, Connection};
+use super::client::Connection;
 use crate::mqtt::{Packet, PubAck, Publish, QoS, ReasonCode};
 
 /// Publications in flight at once, further capped by the broker's Receive Maximum; the same
@@ -68,7 +68,7 @@ async fn publish(args: &PubArgs, payload: Bytes) -> anyhow::Result<()> {
             "the broker refused {} of {} publications: {}",
             flight.refused.len(),
             args.repeat,
-            describe(*reason)
+            reason.describe()
         );
     }
     Ok(())

@@ -340,6 +340,7 @@ fn changes_needing_restart(running: &Config, new: &Config) -> Vec<String> {
         allow_root,
         pid_file,
         persistence,
+        bridges,
     } = new;
     let log_destination_changed = log.journald != running.log.journald
         || log.file != running.log.file
@@ -361,6 +362,7 @@ fn changes_needing_restart(running: &Config, new: &Config) -> Vec<String> {
         ("allow_root", *allow_root != running.allow_root),
         ("pid_file", *pid_file != running.pid_file),
         ("[persistence]", *persistence != running.persistence),
+        ("[[bridges]]", *bridges != running.bridges),
     ]
     .into_iter()
     .filter(|(_, changed)| *changed)

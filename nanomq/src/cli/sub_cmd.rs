@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 
 use super::args::SubArgs;
-use super::client::{describe, Connection};
+use super::client::Connection;
 use crate::mqtt::{
     Packet, PubAck, Publish, QoS, ReasonCode, SubAck, Subscribe, SubscriptionOptions,
 };
@@ -82,7 +82,7 @@ fn check_suback(topics: &[String], suback: &SubAck) -> anyhow::Result<()> {
         if reason.is_error() {
             eprintln!(
                 "warning: subscription to {topic} refused: {}",
-                describe(*reason)
+                reason.describe()
             );
         }
     }

@@ -118,7 +118,8 @@ impl Config {
 }
 
 /// Finds where `key` is set inside `[table]` (`""` is the root table), or inside the
-/// `index`th `[[table]]` entry. Tries, in order: `key = ...` under the right header; a dotted key
+/// `index`th `[[table]]` entry (or the sub-table `[table]` of the `index`th entry of the array
+/// it belongs to, as `[bridges.tls]`). Tries, in order: `key = ...` under the right header; a dotted key
 /// or inline table naming both `table` and `key` on one line; the header itself.
 pub(super) fn locate(text: &str, table: &str, index: Option<usize>, key: &str) -> Option<Location> {
     let mut current: (String, Option<usize>) = (String::new(), None);
@@ -145,7 +146,17 @@ pub(super) fn locate(text: &str, table: &str, index: Option<usize>, key: &str) -
             };
             current = (name, Some(count));
         } else if let Some(rest) = trimmed.strip_prefix('[') {
-            current = (header_name(rest, "]"), None);
+            let name = header_name(rest, "]");
+            // `[bridges.tls]` belongs to the latest `[[bridges]]` entry: it has that index.
+            let index = array_counts
+                .iter()
+                .filter(|(n, _)| {
+                    name.strip_prefix(n.as_str())
+                        .is_some_and(|r| r.starts_with('.'))
+                })
+                .max_by_key(|(n, _)| n.len())
+                .map(|(_, c)| c - 1);
+            current = (name, index);
         } else {
             if current.0 == table && current.1 == index && assigns(trimmed, key) {
                 return Some(Location::of_offset(text, start + indent));

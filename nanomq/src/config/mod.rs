@@ -10,6 +10,7 @@
 //! the built-in defaults, the image's file and the device's runtime layer, remembering where
 //! each value came from; `runtime` writes the runtime layer atomically.
 
+mod bridge;
 mod layers;
 mod load;
 mod persistence;
@@ -18,6 +19,8 @@ mod validate;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_bridge;
 #[cfg(test)]
 mod tests_http;
 #[cfg(test)]
@@ -29,6 +32,10 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use bridge::{
+    BridgeCacheConfig, BridgeConfig, BridgeProtocol, BridgeTlsConfig, BridgeWillConfig,
+    CacheFullPolicy, ForwardConfig, SubscriptionConfig,
+};
 pub use layers::{image_path, Layered, Source, DEFAULT_PATH, RUNTIME_FILE};
 pub use load::{ConfigError, Location, Place};
 pub use persistence::{PersistenceConfig, SyncMode, MAX_BATCH_WINDOW_MS};
@@ -66,6 +73,9 @@ pub struct Config {
     pub pid_file: Option<PathBuf>,
     /// `[persistence]`: where the broker keeps its state.
     pub persistence: PersistenceConfig,
+    /// `[[bridges]]`: uplinks to cloud brokers. Absent means none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bridges: Vec<BridgeConfig>,
 }
 
 impl Default for Config {
@@ -83,6 +93,7 @@ impl Default for Config {
             allow_root: false,
             pid_file: None,
             persistence: PersistenceConfig::default(),
+            bridges: Vec::new(),
         }
     }
 }

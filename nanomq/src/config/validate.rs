@@ -122,7 +122,7 @@ impl Config {
         if let Some(http) = &self.auth.http {
             validate_http(http).map_err(|(key, message)| invalid("auth.http", key, message))?;
         }
-        Ok(())
+        super::bridge::validate(&self.bridges, l.max_topic_levels)
     }
 
     /// At least one listener, and no two that would fight over the same port.

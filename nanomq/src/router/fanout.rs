@@ -44,22 +44,22 @@ impl<S> Delivery<S> {
 ///
 /// Non-shared deliveries are kept contiguous at `out[start..start + plain]`, ahead of shared ones,
 /// so merging only looks at them and shared deliveries are never merged.
-pub(super) struct Collector<'a, S, F> {
+pub(super) struct Collector<'a, S, P, F> {
     out: &'a mut Vec<Delivery<S>>,
     start: usize,
     plain: usize,
     /// Receiver to position in `out`, built once `plain` passes [`LINEAR_MERGE_LIMIT`].
     index: Option<HashMap<S, usize>>,
-    publisher: Option<&'a S>,
+    publisher: Option<&'a P>,
     online: F,
 }
 
-impl<'a, S, F> Collector<'a, S, F>
+impl<'a, S, P, F> Collector<'a, S, P, F>
 where
-    S: Clone + Eq + Hash,
+    S: Clone + Eq + Hash + PartialEq<P>,
     F: Fn(&S) -> bool,
 {
-    pub(super) fn new(out: &'a mut Vec<Delivery<S>>, publisher: Option<&'a S>, online: F) -> Self {
+    pub(super) fn new(out: &'a mut Vec<Delivery<S>>, publisher: Option<&'a P>, online: F) -> Self {
         Collector {
             start: out.len(),
             out,
@@ -79,7 +79,7 @@ where
         options: &SubscriptionOptions,
         identifier: Option<u32>,
     ) {
-        if options.no_local && self.publisher == Some(subscriber) {
+        if options.no_local && self.publisher.is_some_and(|p| subscriber == p) {
             return;
         }
         if let Some(at) = self.position(subscriber) {

@@ -158,18 +158,20 @@ impl<S: Clone + Eq + Hash> SubscriptionTree<S> {
     }
 
     /// Appends to `out` one [`Delivery`] per receiver of a message published to `topic` by
-    /// `publisher` (`None` for messages the broker originates, such as `$SYS` or a gone client's
+    /// `publisher` (compared with subscribers for No Local; `None` for messages the broker originates, such as `$SYS` or a gone client's
     /// will). Non-shared subscriptions of one subscriber merge into one delivery; each matching
     /// share group adds one delivery for one member, preferring members for which `online` is
     /// true. `online` runs under a node's read lock: it must be cheap and must not call back
     /// into this tree.
-    pub fn match_topic(
+    pub fn match_topic<P>(
         &self,
         topic: &str,
-        publisher: Option<&S>,
+        publisher: Option<&P>,
         online: impl Fn(&S) -> bool,
         out: &mut Vec<Delivery<S>>,
-    ) {
+    ) where
+        S: PartialEq<P>,
+    {
         let mut collector = Collector::new(out, publisher, online);
         // Only allocates when a `+` branch exists beside the exact path.
         let mut pending: Vec<Pending<'_, S>> = Vec::new();
@@ -282,13 +284,16 @@ impl<S: Clone + Eq + Hash> Node<S> {
     /// Matches the next topic level at this node: hands its matching subscriptions to
     /// `collector`, queues a `+` child on `pending`, and returns the exact-match child to visit
     /// next. `wildcards` is false only at the root for a `$` topic.
-    fn visit<'t, F: Fn(&S) -> bool>(
+    fn visit<'t, P, F: Fn(&S) -> bool>(
         &self,
         mut levels: Split<'t, char>,
         wildcards: bool,
-        collector: &mut Collector<'_, S, F>,
+        collector: &mut Collector<'_, S, P, F>,
         pending: &mut Vec<Pending<'t, S>>,
-    ) -> Option<Pending<'t, S>> {
+    ) -> Option<Pending<'t, S>>
+    where
+        S: PartialEq<P>,
+    {
         let inner = read_lock(&self.inner);
         let child = |key: &str| {
             let wanted = wildcards || (key != "+" && key != "#");
@@ -372,7 +377,10 @@ impl<S: Clone + Eq + Hash> NodeInner<S> {
         true
     }
 
-    fn collect<F: Fn(&S) -> bool>(&self, collector: &mut Collector<'_, S, F>) {
+    fn collect<P, F: Fn(&S) -> bool>(&self, collector: &mut Collector<'_, S, P, F>)
+    where
+        S: PartialEq<P>,
+    {
         for (subscriber, grant) in &self.plain {
             collector.plain(subscriber, &grant.options, grant.identifier);
         }

@@ -24,6 +24,8 @@ use super::connection;
 use super::Broker;
 use crate::config::{ListenerConfig, ListenerKind};
 
+#[cfg(all(feature = "tls", feature = "bridge"))]
+pub(crate) use tls::client_config;
 #[cfg(feature = "tls")]
 pub use tls::TlsError;
 #[cfg(feature = "tls")]

@@ -194,3 +194,36 @@ fn rejected(path: &Path, error: impl std::fmt::Display) -> TlsError {
         error: error.to_string(),
     }
 }
+
+/// rustls' client settings for a bridge: the upstream checked against `tls.ca`, the client
+/// certificate when one is configured, and ALPN. The ring provider, as for listeners.
+#[cfg(feature = "bridge")]
+pub(crate) fn client_config(
+    tls: &crate::config::BridgeTlsConfig,
+) -> Result<rustls::ClientConfig, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    for cert in read_certificates(&tls.ca, "CA bundle")? {
+        roots.add(cert).map_err(|e| rejected(&tls.ca, e))?;
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| rejected(&tls.ca, e))?
+        .with_root_certificates(roots);
+    let mut config = match (&tls.cert, &tls.key) {
+        (Some(cert), Some(key)) => {
+            let chain = read_certificates(cert, "certificate chain")?;
+            let key_der = PrivateKeyDer::from_pem_file(key).map_err(|error| TlsError::Pem {
+                path: key.clone(),
+                what: "private key",
+                error,
+            })?;
+            builder
+                .with_client_auth_cert(chain, key_der)
+                .map_err(|e| rejected(key, e))?
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = tls.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    Ok(config)
+}

@@ -11,7 +11,6 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::sleep;
 
-use super::super::client::describe;
 use super::args::ConnArgs;
 use super::dial::{open_all, ClientSpec, Dialer, Role};
 use super::procstat;
@@ -118,7 +117,7 @@ async fn hold(
             }
             while let Some(incoming) = conn.next_incoming()? {
                 if let Incoming::Disconnect(reason) = incoming {
-                    bail!("broker closed an idle connection: {}", describe(reason));
+                    bail!("broker closed an idle connection: {}", reason.describe());
                 }
             }
         }

@@ -12,7 +12,6 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::{interval, timeout, MissedTickBehavior};
 
-use super::super::client::describe;
 use super::args::ClientOpts;
 use super::stats::Stats;
 use super::wire::BenchConn;
@@ -131,7 +130,7 @@ impl Dialer {
         };
         let connack = match conn.request(&Packet::Connect(Box::new(connect))).await? {
             Packet::ConnAck(c) if c.reason.is_error() => {
-                bail!("connection refused by broker: {}", describe(c.reason))
+                bail!("connection refused by broker: {}", c.reason.describe())
             }
             Packet::ConnAck(c) => c,
             other => bail!("broker answered CONNECT with {}", other.name()),
@@ -153,7 +152,7 @@ impl Dialer {
             match conn.request(&Packet::Subscribe(subscribe)).await? {
                 Packet::SubAck(s) => match s.reasons.first() {
                     Some(r) if !r.is_error() => {}
-                    Some(r) => bail!("subscription to {filter} refused: {}", describe(*r)),
+                    Some(r) => bail!("subscription to {filter} refused: {}", r.describe()),
                     None => bail!("SUBACK without a reason code"),
                 },
                 other => bail!("broker answered SUBSCRIBE with {}", other.name()),

@@ -15,7 +15,6 @@ use anyhow::bail;
 use bytes::Bytes;
 use tokio::time::{sleep_until, Instant};
 
-use super::super::client::describe;
 use super::dial::Client;
 use super::flow::{Flow, StallClock};
 use super::payload::{monotonic_ns, Header};
@@ -228,7 +227,7 @@ impl Publisher {
     fn on_incoming(&mut self, incoming: Incoming) -> anyhow::Result<()> {
         match incoming {
             Incoming::Ack { reason, .. } if reason.is_error() => {
-                bail!("broker refused a PUBLISH: {}", describe(reason))
+                bail!("broker refused a PUBLISH: {}", reason.describe())
             }
             Incoming::Ack {
                 kind: AckKind::Ack | AckKind::Complete,
@@ -240,7 +239,7 @@ impl Publisher {
                 ..
             } => self.conn.queue_ack(AckKind::Release, packet_id),
             Incoming::Disconnect(reason) => {
-                bail!("broker closed the connection: {}", describe(reason))
+                bail!("broker closed the connection: {}", reason.describe())
             }
             // Nothing else is expected by a client that subscribes to nothing.
             Incoming::Ack { .. } | Incoming::Publish { .. } | Incoming::Other(_) => {}

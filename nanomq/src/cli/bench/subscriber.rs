@@ -9,7 +9,6 @@ use std::sync::Arc;
 use anyhow::bail;
 use tokio::sync::watch;
 
-use super::super::client::describe;
 use super::dial::Client;
 use super::flow::Flow;
 use super::payload::{monotonic_ns, Header};
@@ -102,7 +101,7 @@ impl Subscriber {
                     ..
                 } => self.conn.queue_ack(AckKind::Complete, packet_id),
                 Incoming::Disconnect(reason) => {
-                    bail!("broker closed the connection: {}", describe(reason))
+                    bail!("broker closed the connection: {}", reason.describe())
                 }
                 Incoming::Ack { .. } | Incoming::Other(_) => {}
             }

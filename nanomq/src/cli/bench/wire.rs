@@ -12,7 +12,6 @@ use bytes::{Buf, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::super::client::describe;
 use super::payload::Header;
 use crate::config::MAX_PACKET_SIZE;
 use crate::mqtt::{self, OutgoingPublish, Packet, ProtocolVersion, PubAck, QoS, ReasonCode};
@@ -181,7 +180,7 @@ impl BenchConn {
             while let Some(incoming) = self.next_incoming()? {
                 match incoming {
                     Incoming::Disconnect(reason) => {
-                        bail!("broker closed the connection: {}", describe(reason))
+                        bail!("broker closed the connection: {}", reason.describe())
                     }
                     Incoming::Other(reply) => return Ok(*reply),
                     Incoming::Publish { .. } | Incoming::Ack { .. } => {}

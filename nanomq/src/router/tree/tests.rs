@@ -206,8 +206,8 @@ fn output_is_appended_and_reused() {
     let tree = Tree::new();
     tree.subscribe("a", sub(1, 0, None));
     let mut out = Vec::new();
-    tree.match_topic("a", None, |_| true, &mut out);
-    tree.match_topic("a", None, |_| true, &mut out);
+    tree.match_topic("a", None::<&u32>, |_| true, &mut out);
+    tree.match_topic("a", None::<&u32>, |_| true, &mut out);
     assert_eq!(
         out.len(),
         2,
@@ -270,7 +270,7 @@ fn shared_round_robin() {
     let mut out = Vec::new();
     for _ in 0..10 {
         out.clear();
-        tree.match_topic("a/b", None, |_| true, &mut out);
+        tree.match_topic("a/b", None::<&u32>, |_| true, &mut out);
         assert_eq!(
             out.len(),
             2,
@@ -306,14 +306,14 @@ fn shared_prefers_online_members() {
     let mut counts = BTreeMap::new();
     let mut out = Vec::new();
     for _ in 0..9 {
-        tree.match_topic("t", None, |s| *s == 2, &mut out);
+        tree.match_topic("t", None::<&u32>, |s| *s == 2, &mut out);
     }
     for d in out.drain(..) {
         *counts.entry(d.subscriber).or_insert(0) += 1;
     }
     assert_eq!(counts, BTreeMap::from([(2, 9)]));
     for _ in 0..9 {
-        tree.match_topic("t", None, |_| false, &mut out);
+        tree.match_topic("t", None::<&u32>, |_| false, &mut out);
     }
     for d in out.drain(..) {
         *counts.entry(d.subscriber).or_insert(0) += 1;

@@ -92,7 +92,7 @@ fn publish(tree: &Tree, seed: u64, done: &AtomicBool) -> usize {
     while rounds < 100 || !done.load(Ordering::Relaxed) {
         let topic = TOPICS[rng.below(TOPICS.len())];
         out.clear();
-        tree.match_topic(topic, None, |_| true, &mut out);
+        tree.match_topic(topic, None::<&u32>, |_| true, &mut out);
         let plain: Vec<u32> = out
             .iter()
             .filter(|d| d.subscription_identifiers.is_empty())

@@ -1,0 +1,352 @@
+//! A bridge's queue of messages on their way up, sans I/O: arrival order, bounds with a
+//! policy when full, the in-flight window and its acknowledgements, resends after a reconnect.
+//!
+//! Every message the bridge accepts stays here until the upstream has acknowledged it (PUBACK,
+//! or PUBCOMP at QoS 2), or is dropped by a bound (counted by the caller). Messages waiting and
+//! messages in flight both count against the bounds; only waiting ones are ever dropped to make
+//! room, so what is in flight is never lost.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::time::Instant;
+
+use crate::config::{BridgeCacheConfig, CacheFullPolicy};
+use crate::mqtt::{encode, OutgoingPublish, Packet, ProtocolVersion, PubAck, QoS, ReasonCode};
+use crate::session::Message;
+
+/// One message on its way up.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    /// Topic at the upstream (already renamed by the forward's template).
+    pub(crate) topic: Arc<str>,
+    /// The routed message: payload and properties, shared with local subscribers.
+    pub(crate) message: Arc<Message>,
+    /// QoS it goes up with.
+    pub(crate) qos: QoS,
+    /// RETAIN flag it goes up with.
+    pub(crate) retain: bool,
+    /// When the bridge accepted it (for `max_age_secs`).
+    pub(crate) at: Instant,
+    /// Packet id at the upstream, 0 until first sent at QoS 1/2.
+    packet_id: u16,
+    /// QoS 2: PUBREC came, PUBCOMP is awaited.
+    released: bool,
+    /// Sent on an earlier connection whose upstream session lives on: resend with DUP (or
+    /// PUBREL) under the same packet id (MQTT-4.4.0-1).
+    resend: bool,
+}
+
+impl Entry {
+    /// A message accepted now.
+    pub(crate) fn new(topic: Arc<str>, message: Arc<Message>, qos: QoS, retain: bool) -> Self {
+        Entry {
+            topic,
+            message,
+            qos,
+            retain,
+            at: Instant::now(),
+            packet_id: 0,
+            released: false,
+            resend: false,
+        }
+    }
+
+    /// Bytes it counts against `max_bytes`: topic and payload.
+    pub(crate) fn size(&self) -> u64 {
+        (self.topic.len() + self.message.payload.len()) as u64
+    }
+}
+
+/// Why an entry left the cache without being acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DropReason {
+    /// The cache was full.
+    Full,
+    /// Older than `max_age_secs`, or past its Message Expiry Interval.
+    Expired,
+    /// Larger than the upstream's Maximum Packet Size.
+    TooLarge,
+    /// QoS 0 while the upstream is away, and `cache.qos0` is off.
+    Offline,
+    /// The upstream answered PUBACK or PUBREC with this failure.
+    Refused(ReasonCode),
+}
+
+impl std::fmt::Display for DropReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DropReason::Full => f.write_str("cache full"),
+            DropReason::Expired => f.write_str("too old"),
+            DropReason::TooLarge => f.write_str("larger than the upstream's maximum packet size"),
+            DropReason::Offline => f.write_str("QoS 0 while the upstream is away"),
+            DropReason::Refused(code) => write!(f, "refused by the upstream: {}", code.describe()),
+        }
+    }
+}
+
+/// What a [`Cache::write`] call did.
+#[derive(Debug, Default)]
+pub(crate) struct Written {
+    /// PUBLISH packets written (resends included).
+    pub(crate) published: u64,
+    /// Payload bytes in them.
+    pub(crate) bytes: u64,
+    /// Of them, sent again after a reconnect.
+    pub(crate) resent: u64,
+    /// Entries dropped instead of sent.
+    pub(crate) dropped: Vec<(Entry, DropReason)>,
+}
+
+/// The queue; see the module documentation.
+#[derive(Debug)]
+pub(crate) struct Cache {
+    config: BridgeCacheConfig,
+    waiting: VecDeque<Entry>,
+    in_flight: VecDeque<Entry>,
+    bytes: u64,
+    last_id: u16,
+    online: bool,
+}
+
+impl Cache {
+    /// An empty cache with the bounds of `config`.
+    pub(crate) fn new(config: BridgeCacheConfig) -> Self {
+        Cache {
+            config,
+            waiting: VecDeque::new(),
+            in_flight: VecDeque::new(),
+            bytes: 0,
+            last_id: 0,
+            online: false,
+        }
+    }
+
+    /// Messages held, waiting or in flight.
+    pub(crate) fn len(&self) -> usize {
+        self.waiting.len() + self.in_flight.len()
+    }
+
+    /// True when nothing is held.
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Topic and payload bytes held.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Takes `entry` in behind everything else, dropping what the bounds and the policy say
+    /// (the newcomer itself, or the oldest waiting entries). Returns what was dropped.
+    pub(crate) fn push(&mut self, entry: Entry) -> Vec<(Entry, DropReason)> {
+        if entry.qos == QoS::AtMostOnce && !self.online && !self.config.qos0 {
+            return vec![(entry, DropReason::Offline)];
+        }
+        let size = entry.size();
+        let fits = |c: &Cache| {
+            (c.len() as u64) < c.config.max_messages && c.bytes + size <= c.config.max_bytes
+        };
+        let mut dropped = Vec::new();
+        if !fits(self) {
+            let make_room = self.config.full_policy == CacheFullPolicy::DropOldest
+                && size <= self.config.max_bytes;
+            while make_room && !fits(self) {
+                match self.waiting.pop_front() {
+                    Some(old) => {
+                        self.bytes -= old.size();
+                        dropped.push((old, DropReason::Full));
+                    }
+                    // Everything left is in flight, which is never dropped.
+                    None => break,
+                }
+            }
+            if !fits(self) {
+                dropped.push((entry, DropReason::Full));
+                return dropped;
+            }
+        }
+        self.bytes += size;
+        self.waiting.push_back(entry);
+        dropped
+    }
+
+    /// A connection to the upstream is up. What was in flight goes first, in its original
+    /// order: as a resend under its packet id when the upstream kept the session, as new
+    /// messages when it did not.
+    pub(crate) fn connected(&mut self, session_present: bool) {
+        self.online = true;
+        while let Some(mut e) = self.in_flight.pop_back() {
+            e.resend = session_present;
+            if !session_present {
+                e.packet_id = 0;
+                e.released = false;
+            }
+            self.waiting.push_front(e);
+        }
+    }
+
+    /// The connection is gone. QoS 0 messages waiting are dropped unless `cache.qos0` is set;
+    /// they are returned.
+    pub(crate) fn disconnected(&mut self) -> Vec<(Entry, DropReason)> {
+        self.online = false;
+        if self.config.qos0 {
+            return Vec::new();
+        }
+        let mut dropped = Vec::new();
+        let mut kept = VecDeque::with_capacity(self.waiting.len());
+        for e in self.waiting.drain(..) {
+            if e.qos == QoS::AtMostOnce {
+                self.bytes -= e.size();
+                dropped.push((e, DropReason::Offline));
+            } else {
+                kept.push_back(e);
+            }
+        }
+        self.waiting = kept;
+        dropped
+    }
+
+    /// True when [`Cache::write`] has something to send within `window`.
+    pub(crate) fn has_sendable(&self, window: usize) -> bool {
+        self.online
+            && self
+                .waiting
+                .front()
+                .is_some_and(|e| e.qos == QoS::AtMostOnce || self.in_flight.len() < window)
+    }
+
+    /// Encodes what may go now into `out`, oldest first, until `out` holds `budget` bytes or
+    /// `window` QoS 1/2 messages are in flight: resends (PUBLISH with DUP, or PUBREL), then
+    /// new messages.
+    pub(crate) fn write(&mut self, link: &Link, now: Instant, out: &mut BytesMut) -> Written {
+        let mut w = Written::default();
+        let max_age =
+            (self.config.max_age_secs > 0).then(|| Duration::from_secs(self.config.max_age_secs));
+        while out.len() < link.budget && self.has_sendable(link.window) {
+            let Some(mut e) = self.waiting.pop_front() else {
+                break;
+            };
+            if e.released {
+                // Only a resend is released while waiting: PUBREL goes out again.
+                let rel = PubAck {
+                    packet_id: e.packet_id,
+                    ..PubAck::default()
+                };
+                encode(&Packet::PubRel(rel), link.version, out);
+                e.resend = false;
+                self.in_flight.push_back(e);
+                continue;
+            }
+            let too_old = max_age.is_some_and(|age| now.saturating_duration_since(e.at) > age);
+            let expiry = match e.message.remaining_expiry(now) {
+                Ok(expiry) if !too_old => expiry,
+                _ => {
+                    self.bytes -= e.size();
+                    w.dropped.push((e, DropReason::Expired));
+                    continue;
+                }
+            };
+            if e.qos != QoS::AtMostOnce && e.packet_id == 0 {
+                e.packet_id = self.next_packet_id();
+            }
+            let publish = OutgoingPublish {
+                dup: e.resend,
+                qos: e.qos,
+                retain: e.retain,
+                topic: &e.topic,
+                packet_id: e.packet_id,
+                topic_alias: None,
+                message_expiry_interval: expiry,
+                subscription_identifiers: &[],
+                properties: &e.message.properties,
+                payload: &e.message.payload,
+            };
+            if publish.encoded_len(link.version) > link.max_packet_size {
+                self.bytes -= e.size();
+                w.dropped.push((e, DropReason::TooLarge));
+                continue;
+            }
+            publish.encode(link.version, out);
+            w.published += 1;
+            w.bytes += e.message.payload.len() as u64;
+            w.resent += u64::from(e.resend);
+            e.resend = false;
+            if e.qos == QoS::AtMostOnce {
+                self.bytes -= e.size();
+            } else {
+                self.in_flight.push_back(e);
+            }
+        }
+        w
+    }
+
+    /// A packet id not in use: neither in flight nor owed a resend.
+    fn next_packet_id(&mut self) -> u16 {
+        loop {
+            self.last_id = self.last_id.wrapping_add(1);
+            let id = self.last_id;
+            let taken = |e: &Entry| e.packet_id == id;
+            let resends = self.waiting.iter().take_while(|e| e.resend);
+            if id != 0 && !self.in_flight.iter().any(taken) && !resends.clone().any(taken) {
+                return id;
+            }
+        }
+    }
+
+    /// PUBACK (QoS 1) or PUBCOMP (QoS 2): the flow of `packet_id` is over. Returns its entry,
+    /// None for an unknown packet id.
+    pub(crate) fn acknowledged(&mut self, packet_id: u16, pubcomp: bool) -> Option<Entry> {
+        let at = self.in_flight.iter().position(|e| {
+            e.packet_id == packet_id
+                && if pubcomp {
+                    e.released
+                } else {
+                    e.qos == QoS::AtLeastOnce
+                }
+        })?;
+        let e = self.in_flight.remove(at)?;
+        self.bytes -= e.size();
+        Some(e)
+    }
+
+    /// PUBREC: true when a PUBREL is due (also for a repeated PUBREC). A failure reason code
+    /// ends the flow: the upstream refused the message, which is returned.
+    pub(crate) fn received(&mut self, packet_id: u16, failed: bool) -> (bool, Option<Entry>) {
+        let Some(at) = self
+            .in_flight
+            .iter()
+            .position(|e| e.packet_id == packet_id && e.qos == QoS::ExactlyOnce)
+        else {
+            return (false, None);
+        };
+        if failed {
+            let e = self.in_flight.remove(at);
+            if let Some(e) = &e {
+                self.bytes -= e.size();
+            }
+            return (false, e);
+        }
+        self.in_flight[at].released = true;
+        (true, None)
+    }
+}
+
+/// What the current connection allows.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Link {
+    /// Protocol version spoken.
+    pub(crate) version: ProtocolVersion,
+    /// QoS 1/2 messages in flight at most.
+    pub(crate) window: usize,
+    /// The upstream's Maximum Packet Size.
+    pub(crate) max_packet_size: usize,
+    /// Bytes to encode per turn before writing.
+    pub(crate) budget: usize,
+}
+
+#[cfg(test)]
+mod tests;

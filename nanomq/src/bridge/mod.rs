@@ -1,0 +1,244 @@
+//! Bridges: uplinks from this broker to cloud brokers.
+//!
+//! A [`Bridge`] sits in the subscription tree like a session, subscribed to its forwards'
+//! filters with No Local, so what it brings down never goes back up through it. The router
+//! hands it every matching message ([`Bridge::accept`]): renamed by the forward's template and
+//! put in its [`cache::Cache`] in arrival order, whatever the state of the upstream. One task
+//! per bridge ([`uplink::run`]) connects with the broker's own codec as a client, sends the
+//! cache in order within the in-flight window, removes what the upstream acknowledged, and
+//! routes what its subscriptions bring down into the local broker. When the link drops it
+//! reconnects with exponential backoff and jitter; what was in flight goes first again.
+
+pub(crate) mod cache;
+mod dial;
+pub mod template;
+mod uplink;
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use portable_atomic::AtomicU64;
+use tokio::sync::Notify;
+
+use crate::config::{BridgeConfig, ForwardConfig, SubscriptionConfig};
+use crate::mqtt::{QoS, RetainHandling, SubscriptionOptions};
+use crate::session::Outgoing;
+use crate::store::Ticket;
+use cache::{Cache, DropReason, Entry};
+pub use template::{TemplateError, TopicTemplate};
+pub(crate) use uplink::run;
+
+/// Where a bridge's link is, as `$SYS/broker/bridges/<name>/state` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum LinkState {
+    /// Dialling, or waiting for CONNACK.
+    Connecting = 0,
+    /// Connected: messages flow.
+    Connected = 1,
+    /// Waiting before the next attempt.
+    BackingOff = 2,
+}
+
+impl LinkState {
+    /// The word `$SYS` and logs use.
+    pub fn name(self) -> &'static str {
+        match self {
+            LinkState::Connecting => "connecting",
+            LinkState::Connected => "connected",
+            LinkState::BackingOff => "backing-off",
+        }
+    }
+}
+
+/// Counters of one bridge, for `$SYS` and logs.
+#[derive(Debug, Default)]
+pub struct BridgeStats {
+    /// PUBLISH packets sent up (resends included).
+    pub messages_sent: AtomicU64,
+    /// PUBLISH packets received from the upstream.
+    pub messages_received: AtomicU64,
+    /// Payload bytes sent up.
+    pub bytes_sent: AtomicU64,
+    /// Payload bytes received.
+    pub bytes_received: AtomicU64,
+    /// Messages that never went up: cache full, too old, too large, QoS 0 offline.
+    pub dropped: AtomicU64,
+    /// Messages sent again after a reconnect (possible duplicates at QoS 1).
+    pub resent: AtomicU64,
+}
+
+/// A forward, ready for the publish path.
+#[derive(Debug)]
+struct Forward {
+    template: TopicTemplate,
+}
+
+/// A subscription at the upstream, ready for what it brings down.
+#[derive(Debug)]
+pub(crate) struct Downlink {
+    pub(crate) filter: String,
+    pub(crate) template: TopicTemplate,
+    pub(crate) qos: QoS,
+}
+
+/// One bridge; see the module documentation.
+pub struct Bridge {
+    /// Its name from the config.
+    pub name: Arc<str>,
+    config: BridgeConfig,
+    forwards: Vec<Forward>,
+    downlinks: Vec<Downlink>,
+    cache: Mutex<Cache>,
+    /// Wakes the uplink task: messages accepted.
+    wake: Notify,
+    state: AtomicU8,
+    last_error: Mutex<String>,
+    /// Counters.
+    pub stats: BridgeStats,
+}
+
+impl std::fmt::Debug for Bridge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bridge").field("name", &self.name).finish()
+    }
+}
+
+impl Bridge {
+    /// A bridge from its (validated) config, not yet connected.
+    pub fn new(config: BridgeConfig) -> Result<Self, TemplateError> {
+        let forwards = config
+            .forwards
+            .iter()
+            .map(|f| {
+                Ok(Forward {
+                    template: TopicTemplate::parse(&f.remote, &f.filter)?,
+                })
+            })
+            .collect::<Result<_, TemplateError>>()?;
+        let downlinks = config
+            .subscriptions
+            .iter()
+            .map(|s: &SubscriptionConfig| {
+                Ok(Downlink {
+                    filter: s.filter.clone(),
+                    template: TopicTemplate::parse(&s.local, &s.filter)?,
+                    qos: QoS::from_u8(s.qos).unwrap_or(QoS::AtLeastOnce),
+                })
+            })
+            .collect::<Result<_, TemplateError>>()?;
+        Ok(Bridge {
+            name: Arc::from(config.name.as_str()),
+            cache: Mutex::new(Cache::new(config.cache.clone())),
+            forwards,
+            downlinks,
+            config,
+            wake: Notify::new(),
+            state: AtomicU8::new(LinkState::Connecting as u8),
+            last_error: Mutex::new(String::new()),
+            stats: BridgeStats::default(),
+        })
+    }
+
+    /// The local subscriptions of its forwards: filter, options and the identifier that tells
+    /// [`Bridge::accept`] which forward matched (its position plus one).
+    pub(crate) fn local_subscriptions(&self) -> Vec<(String, SubscriptionOptions, u32)> {
+        self.config
+            .forwards
+            .iter()
+            .zip(1..)
+            .map(|(f, id): (&ForwardConfig, u32)| {
+                let options = SubscriptionOptions {
+                    qos: QoS::from_u8(f.qos).unwrap_or(QoS::AtLeastOnce),
+                    no_local: true,
+                    retain_as_published: f.retain,
+                    retain_handling: RetainHandling::Never,
+                };
+                (f.filter.clone(), options, id)
+            })
+            .collect()
+    }
+
+    /// Takes a message the router matched to a forward: renamed, into the cache, and the
+    /// uplink woken. Where several forwards match, the first in config order names it.
+    pub(crate) fn accept(&self, item: Outgoing) -> Option<Ticket> {
+        let index = item
+            .subscription_identifiers
+            .iter()
+            .min()
+            .map_or(0, |id| *id as usize - 1);
+        let forward = self.forwards.get(index)?;
+        let local = &item.message.topic;
+        let topic = if forward.template.is_identity() {
+            local.clone()
+        } else {
+            Arc::from(forward.template.apply(local))
+        };
+        let entry = Entry::new(topic, item.message, item.qos, item.retain);
+        let dropped = self.cache().push(entry);
+        self.count_drops(dropped);
+        self.wake.notify_one();
+        None
+    }
+
+    /// Counts and logs entries that will never go up; the first of each burst is logged, then
+    /// every power of two.
+    fn count_drops(&self, dropped: Vec<(Entry, DropReason)>) {
+        for (entry, why) in dropped {
+            let total = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if total.is_power_of_two() {
+                tracing::warn!(
+                    bridge = %self.name,
+                    topic = %entry.topic,
+                    dropped_total = total,
+                    "bridge {}: message not forwarded ({why})",
+                    self.name
+                );
+            }
+        }
+    }
+
+    fn cache(&self) -> MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Where the link is.
+    pub fn state(&self) -> LinkState {
+        match self.state.load(Ordering::Relaxed) {
+            1 => LinkState::Connected,
+            2 => LinkState::BackingOff,
+            _ => LinkState::Connecting,
+        }
+    }
+
+    fn set_state(&self, state: LinkState) {
+        self.state.store(state as u8, Ordering::Relaxed);
+    }
+
+    /// Why the last attempt or connection failed ("" when none has).
+    pub fn last_error(&self) -> String {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set_last_error(&self, error: String) {
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = error;
+    }
+
+    /// Messages in the cache (waiting or in flight) and their bytes.
+    pub fn cached(&self) -> (usize, u64) {
+        let c = self.cache();
+        (c.len(), c.bytes())
+    }
+}
+
+/// Builds the bridges of a config. Validation has checked the templates, so an error here
+/// means a config that skipped [`crate::config::Config::validate`].
+pub fn from_config(configs: &[BridgeConfig]) -> Result<Vec<Arc<Bridge>>, TemplateError> {
+    configs
+        .iter()
+        .map(|c| Bridge::new(c.clone()).map(Arc::new))
+        .collect()
+}

@@ -1,0 +1,504 @@
+//! The task that keeps one bridge connected: connect, subscribe, move messages both ways, and
+//! reconnect with exponential backoff and jitter when the link fails.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::watch;
+use tokio::time::{sleep, sleep_until, timeout, Instant};
+
+use super::cache::{DropReason, Link};
+use super::dial::{dial, Stream};
+use super::{Bridge, LinkState};
+use crate::broker::{publish_from_bridge, Broker, Subscriber};
+use crate::config::{BridgeProtocol, MAX_PACKET_SIZE};
+use crate::mqtt::{
+    decode, encode, ConnAck, Connect, Disconnect, Packet, Properties, ProtocolVersion, PubAck,
+    Publish, QoS, RetainHandling, Subscribe, SubscriptionOptions, Will,
+};
+use crate::router::matches;
+
+/// Bytes encoded per turn before they are written.
+const WRITE_BUDGET: usize = 64 * 1024;
+/// How long a DISCONNECT at shutdown may take.
+const GOODBYE: Duration = Duration::from_secs(1);
+
+/// Why a connected link ended.
+enum Ended {
+    /// The broker is shutting down.
+    Stopped,
+    /// The link failed; the text says why.
+    Lost(String),
+}
+
+/// Runs `bridge` until the broker stops.
+pub(crate) async fn run(bridge: Arc<Bridge>, broker: Arc<Broker>) {
+    let mut stop = broker.stop.clone();
+    let me = Subscriber::Bridge(bridge.clone());
+    let config = &bridge.config;
+    let mut backoff = Backoff::new(config.reconnect_min_ms, config.reconnect_max_ms);
+    let connect_timeout = Duration::from_secs(config.connect_timeout_secs);
+    loop {
+        bridge.set_state(LinkState::Connecting);
+        let attempt = timeout(connect_timeout, handshake(&bridge, &broker));
+        let outcome = tokio::select! {
+            outcome = attempt => outcome,
+            _ = stopped(&mut stop) => return,
+        };
+        let failure = match outcome {
+            Ok(Ok(mut link)) => {
+                backoff.reset();
+                let ended = link.serve(&bridge, &broker, &me, &mut stop).await;
+                let dropped = bridge.cache().disconnected();
+                bridge.count_drops(dropped);
+                match ended {
+                    Ended::Stopped => return,
+                    Ended::Lost(why) => format!("connection to {} lost: {why}", config.address),
+                }
+            }
+            Ok(Err(why)) => why,
+            Err(_) => format!(
+                "no CONNACK from {} within {connect_timeout:?}",
+                config.address
+            ),
+        };
+        let wait = backoff.next();
+        tracing::warn!(
+            bridge = %bridge.name,
+            "bridge {}: {failure}; retrying in {:.1}s",
+            bridge.name,
+            wait.as_secs_f64()
+        );
+        bridge.set_last_error(failure);
+        bridge.set_state(LinkState::BackingOff);
+        tokio::select! {
+            _ = sleep(wait) => {}
+            _ = stopped(&mut stop) => return,
+        }
+    }
+}
+
+/// Resolves once the broker is shutting down.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// A connected link to the upstream.
+struct Connected {
+    reader: ReadHalf<Box<dyn Stream>>,
+    writer: WriteHalf<Box<dyn Stream>>,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    link: Link,
+    /// The packet size we accept: the broker's own limit.
+    max_incoming: u32,
+    keep_alive: Duration,
+    last_sent: Instant,
+    ping_sent: Option<Instant>,
+    /// Inbound QoS 2 packet ids awaiting PUBREL.
+    inbound_qos2: HashSet<u16>,
+}
+
+/// Dials, sends CONNECT and waits for a successful CONNACK, then subscribes.
+async fn handshake(bridge: &Bridge, broker: &Broker) -> Result<Connected, String> {
+    let config = &bridge.config;
+    let stream = dial(config).await?;
+    let version = match config.protocol {
+        BridgeProtocol::V5 => ProtocolVersion::V5,
+        BridgeProtocol::V311 => ProtocolVersion::V311,
+    };
+    let (reader, writer) = tokio::io::split(stream);
+    let max_incoming = broker.config.limits.max_packet_size;
+    let mut c = Connected {
+        reader,
+        writer,
+        rbuf: BytesMut::with_capacity(4096),
+        wbuf: BytesMut::with_capacity(4096),
+        link: Link {
+            version,
+            window: config.max_inflight.into(),
+            max_packet_size: MAX_PACKET_SIZE as usize,
+            budget: WRITE_BUDGET,
+        },
+        max_incoming,
+        keep_alive: Duration::from_secs(config.keepalive_secs.into()),
+        last_sent: Instant::now(),
+        ping_sent: None,
+        inbound_qos2: HashSet::new(),
+    };
+    c.push(&Packet::Connect(Box::new(connect_packet(bridge, broker))));
+    c.flush()
+        .await
+        .map_err(|e| format!("writing CONNECT: {e}"))?;
+    let ack = match c.next_packet().await? {
+        Packet::ConnAck(ack) => ack,
+        other => return Err(format!("upstream answered CONNECT with {}", other.name())),
+    };
+    if ack.reason.is_error() {
+        return Err(format!(
+            "upstream {} refused the connection: {}",
+            config.address,
+            ack.reason.describe()
+        ));
+    }
+    c.apply_connack(&ack);
+    bridge.cache().connected(ack.session_present);
+    bridge.set_state(LinkState::Connected);
+    bridge.set_last_error(String::new());
+    tracing::info!(
+        bridge = %bridge.name,
+        session_present = ack.session_present,
+        "bridge {} connected to {}",
+        bridge.name,
+        config.address
+    );
+    if let Some(subscribe) = subscribe_packet(bridge, version) {
+        c.push(&Packet::Subscribe(subscribe));
+    }
+    Ok(c)
+}
+
+fn connect_packet(bridge: &Bridge, broker: &Broker) -> Connect {
+    let config = &bridge.config;
+    let v5 = config.protocol == BridgeProtocol::V5;
+    let mut properties = Properties::default();
+    if v5 {
+        properties.session_expiry_interval = Some(config.session_expiry_secs);
+        properties.receive_maximum = Some(broker.config.limits.receive_maximum);
+        properties.maximum_packet_size = Some(broker.config.limits.max_packet_size);
+    }
+    Connect {
+        protocol: if v5 {
+            ProtocolVersion::V5
+        } else {
+            ProtocolVersion::V311
+        },
+        clean_start: config.clean_start,
+        keep_alive: config.keepalive_secs,
+        properties,
+        client_id: config.effective_client_id(),
+        will: config.will.as_ref().map(|w| Will {
+            topic: w.topic.clone(),
+            payload: Bytes::from(w.payload.clone()),
+            qos: QoS::from_u8(w.qos).unwrap_or_default(),
+            retain: w.retain,
+            properties: Properties::default(),
+        }),
+        username: config.username.clone(),
+        password: config.password.clone().map(Bytes::from),
+    }
+}
+
+/// One SUBSCRIBE for every downlink filter; None when there are none. With MQTT 5, No Local
+/// keeps what the bridge forwards from coming back down, and Retain As Published keeps the
+/// upstream's RETAIN flags, so retained messages stay retained here too.
+fn subscribe_packet(bridge: &Bridge, version: ProtocolVersion) -> Option<Subscribe> {
+    let filters: Vec<_> = bridge
+        .downlinks
+        .iter()
+        .map(|d| {
+            let options = SubscriptionOptions {
+                qos: d.qos,
+                no_local: version.is_v5(),
+                retain_as_published: version.is_v5(),
+                retain_handling: RetainHandling::OnSubscribe,
+            };
+            (d.filter.clone(), options)
+        })
+        .collect();
+    (!filters.is_empty()).then(|| Subscribe {
+        packet_id: 1,
+        properties: Properties::default(),
+        filters,
+    })
+}
+
+impl Connected {
+    fn apply_connack(&mut self, ack: &ConnAck) {
+        let p = &ack.properties;
+        if let Some(max) = p.receive_maximum {
+            self.link.window = self.link.window.min(max.into());
+        }
+        if let Some(max) = p.maximum_packet_size {
+            self.link.max_packet_size = self.link.max_packet_size.min(max as usize);
+        }
+        if let Some(secs) = p.server_keep_alive {
+            self.keep_alive = Duration::from_secs(secs.into());
+        }
+    }
+
+    fn push(&mut self, packet: &Packet) {
+        encode(packet, self.link.version, &mut self.wbuf);
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        while !self.wbuf.is_empty() {
+            self.writer.write_buf(&mut self.wbuf).await?;
+        }
+        self.last_sent = Instant::now();
+        self.writer.flush().await
+    }
+
+    /// The next packet from the upstream (the handshake reads with this; `serve` parses the
+    /// buffer itself).
+    async fn next_packet(&mut self) -> Result<Packet, String> {
+        loop {
+            if let Some(p) = self.parse()? {
+                return Ok(p);
+            }
+            match self.reader.read_buf(&mut self.rbuf).await {
+                Ok(0) => return Err("upstream closed the connection".into()),
+                Ok(_) => {}
+                Err(e) => return Err(format!("reading from upstream: {e}")),
+            }
+        }
+    }
+
+    fn parse(&mut self) -> Result<Option<Packet>, String> {
+        decode(&mut self.rbuf, self.link.version, self.max_incoming)
+            .map_err(|e| format!("bad packet from upstream: {e}"))
+    }
+
+    /// Moves messages both ways until the link fails or the broker stops.
+    async fn serve(
+        &mut self,
+        bridge: &Bridge,
+        broker: &Broker,
+        me: &Subscriber,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Ended {
+        loop {
+            if self.wbuf.len() < WRITE_BUDGET {
+                let written = bridge
+                    .cache()
+                    .write(&self.link, Instant::now(), &mut self.wbuf);
+                let stats = &bridge.stats;
+                stats.messages_sent.fetch_add(written.published, Relaxed);
+                stats.bytes_sent.fetch_add(written.bytes, Relaxed);
+                stats.resent.fetch_add(written.resent, Relaxed);
+                bridge.count_drops(written.dropped);
+            }
+            let ping_at = match self.ping_sent {
+                Some(sent) => sent + self.keep_alive,
+                None => self.last_sent + self.keep_alive,
+            };
+            let keepalive = !self.keep_alive.is_zero();
+            tokio::select! {
+                _ = stopped(stop) => {
+                    self.wbuf.clear();
+                    self.push(&Packet::Disconnect(Disconnect::default()));
+                    let _ = timeout(GOODBYE, self.flush()).await;
+                    return Ended::Stopped;
+                }
+                read = self.reader.read_buf(&mut self.rbuf) => match read {
+                    Ok(0) => return Ended::Lost("closed by the upstream".into()),
+                    Ok(_) => {
+                        self.ping_sent = None;
+                        if let Err(why) = self.handle_input(bridge, broker, me).await {
+                            return Ended::Lost(why);
+                        }
+                    }
+                    Err(e) => return Ended::Lost(e.to_string()),
+                },
+                wrote = self.writer.write_buf(&mut self.wbuf), if !self.wbuf.is_empty() => {
+                    if let Err(e) = wrote {
+                        return Ended::Lost(e.to_string());
+                    }
+                    self.last_sent = Instant::now();
+                }
+                _ = bridge.wake.notified(), if self.wbuf.len() < WRITE_BUDGET => {}
+                _ = sleep_until(ping_at), if keepalive => {
+                    if self.ping_sent.is_some() {
+                        return Ended::Lost(format!("no PINGRESP within {:?}", self.keep_alive));
+                    }
+                    self.push(&Packet::PingReq);
+                    self.ping_sent = Some(Instant::now());
+                    self.last_sent = Instant::now();
+                }
+            }
+        }
+    }
+
+    /// Handles every complete packet in the read buffer.
+    async fn handle_input(
+        &mut self,
+        bridge: &Bridge,
+        broker: &Broker,
+        me: &Subscriber,
+    ) -> Result<(), String> {
+        while let Some(packet) = self.parse()? {
+            match packet {
+                Packet::PubAck(ack) => self.acknowledged(bridge, ack, false),
+                Packet::PubComp(ack) => self.acknowledged(bridge, ack, true),
+                Packet::PubRec(rec) => {
+                    let (release, refused) = bridge
+                        .cache()
+                        .received(rec.packet_id, rec.reason.is_error());
+                    if release {
+                        let rel = PubAck {
+                            packet_id: rec.packet_id,
+                            ..PubAck::default()
+                        };
+                        self.push(&Packet::PubRel(rel));
+                    }
+                    if let Some(entry) = refused {
+                        bridge.count_drops(vec![(entry, DropReason::Refused(rec.reason))]);
+                    }
+                }
+                Packet::Publish(p) => self.downlink(bridge, broker, me, p).await?,
+                Packet::PubRel(rel) => {
+                    self.inbound_qos2.remove(&rel.packet_id);
+                    let comp = PubAck {
+                        packet_id: rel.packet_id,
+                        ..PubAck::default()
+                    };
+                    self.push(&Packet::PubComp(comp));
+                }
+                Packet::SubAck(ack) => {
+                    for (d, reason) in bridge.downlinks.iter().zip(&ack.reasons) {
+                        if reason.is_error() {
+                            tracing::warn!(
+                                bridge = %bridge.name,
+                                "bridge {}: upstream refused the subscription to {}: {}",
+                                bridge.name,
+                                d.filter,
+                                reason.describe()
+                            );
+                        }
+                    }
+                }
+                Packet::PingResp => {}
+                Packet::Disconnect(d) => {
+                    return Err(format!("upstream disconnected: {}", d.reason.describe()));
+                }
+                other => return Err(format!("unexpected {} from upstream", other.name())),
+            }
+        }
+        Ok(())
+    }
+
+    fn acknowledged(&mut self, bridge: &Bridge, ack: PubAck, pubcomp: bool) {
+        let entry = bridge.cache().acknowledged(ack.packet_id, pubcomp);
+        match entry {
+            Some(e) if ack.reason.is_error() => {
+                bridge.count_drops(vec![(e, DropReason::Refused(ack.reason))]);
+            }
+            Some(_) => {}
+            None => tracing::debug!(
+                bridge = %bridge.name,
+                packet_id = ack.packet_id,
+                "acknowledgement for an unknown packet id"
+            ),
+        }
+    }
+
+    /// A PUBLISH from the upstream: renamed by the first downlink whose filter matches, routed
+    /// locally, and acknowledged once what routing stored is durable (as for a client).
+    async fn downlink(
+        &mut self,
+        bridge: &Bridge,
+        broker: &Broker,
+        me: &Subscriber,
+        p: Publish,
+    ) -> Result<(), String> {
+        if p.properties.topic_alias.is_some() {
+            return Err("upstream used a topic alias, which the bridge does not allow".into());
+        }
+        bridge.stats.messages_received.fetch_add(1, Relaxed);
+        bridge
+            .stats
+            .bytes_received
+            .fetch_add(p.payload.len() as u64, Relaxed);
+        let (qos, packet_id) = (p.qos, p.packet_id);
+        let fresh = qos != QoS::ExactlyOnce || self.inbound_qos2.insert(packet_id);
+        let downlink = bridge
+            .downlinks
+            .iter()
+            .find(|d| matches(&d.filter, &p.topic));
+        if let (true, Some(d)) = (fresh, downlink) {
+            let topic: Arc<str> = if d.template.is_identity() {
+                Arc::from(p.topic.as_str())
+            } else {
+                Arc::from(d.template.apply(&p.topic))
+            };
+            let routed = publish_from_bridge(broker, me, topic, p);
+            if let (Some(ticket), Some(store)) = (routed.stored, &broker.store) {
+                if qos != QoS::AtMostOnce && store.acks_wait() {
+                    std::future::poll_fn(|cx| store.poll_durable(ticket, cx)).await;
+                }
+            }
+        }
+        let ack = PubAck {
+            packet_id,
+            ..PubAck::default()
+        };
+        match qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => self.push(&Packet::PubAck(ack)),
+            QoS::ExactlyOnce => self.push(&Packet::PubRec(ack)),
+        }
+        Ok(())
+    }
+}
+
+/// Exponential backoff with jitter: each wait is drawn between half and all of a ceiling that
+/// doubles from `min` up to `max`, so many devices that lost the same cloud do not all come
+/// back in the same second.
+struct Backoff {
+    min: Duration,
+    max: Duration,
+    ceiling: Duration,
+    seed: u64,
+}
+
+impl Backoff {
+    fn new(min_ms: u64, max_ms: u64) -> Self {
+        let min = Duration::from_millis(min_ms.max(1));
+        let mut seed = [0u8; 8];
+        let _ = getrandom::fill(&mut seed);
+        Backoff {
+            min,
+            max: Duration::from_millis(max_ms).max(min),
+            ceiling: min,
+            seed: u64::from_le_bytes(seed) | 1,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.ceiling = self.min;
+    }
+
+    fn next(&mut self) -> Duration {
+        // xorshift64: jitter needs no cryptographic quality.
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        let fraction = (self.seed % 1000) as f64 / 1000.0;
+        let wait = self.ceiling.mul_f64(0.5 + fraction / 2.0);
+        self.ceiling = (self.ceiling * 2).min(self.max);
+        wait
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_the_cap_and_resets() {
+        let mut b = Backoff::new(100, 1000);
+        let waits: Vec<_> = (0..8).map(|_| b.next().as_millis()).collect();
+        for (w, ceiling) in waits
+            .iter()
+            .zip([100, 200, 400, 800, 1000, 1000, 1000, 1000])
+        {
+            assert!((ceiling / 2..=ceiling).contains(w), "{waits:?}");
+        }
+        b.reset();
+        assert!(b.next() <= Duration::from_millis(100));
+    }
+}
