@@ -12,6 +12,9 @@ thread so the pipe never fills. `Broker.port` is the first tcp listener's port,
 `Broker.listeners` every (kind, port) in order and `Broker.port_of(kind)` the first of a
 kind. The log is attached to the report of a failing test. Every process started here is
 stopped in teardown, whatever the test did.
+
+`upstream_factory` starts Debian's mosquitto (whatever BROKER says) as the upstream of the
+bridge tests: `Mosquitto`, on free loopback ports that stay the same across stop() / start().
 """
 
 from __future__ import annotations
@@ -116,21 +119,31 @@ def _table(lines: list, name: str, body: dict) -> None:
             _table(lines, f"{name}.{k}", v)
 
 
+def _is_table_array(v) -> bool:
+    return isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v)
+
+
 def to_toml(cfg: dict) -> str:
     """Enough TOML for our config: top-level tables of scalars and of sub-tables
     (`[auth.http]`, `[auth.http.headers]`), and arrays of tables whose entries may hold one level
-    of sub-tables (`[listeners.tls]` after its `[[listeners]]`)."""
+    of sub-tables (`[listeners.tls]` after its `[[listeners]]`) and arrays of tables of scalars
+    (`[[bridges.forwards]]` after its `[[bridges]]`, its scalars and its sub-tables)."""
     lines = []
     for section, body in cfg.items():
-        if isinstance(body, list) and body and all(isinstance(x, dict) for x in body):
+        if _is_table_array(body):
             for entry in body:
                 lines.append(f"[[{section}]]")
                 lines += [f"{k} = {_toml_value(v)}" for k, v in entry.items()
-                          if not isinstance(v, dict)]
+                          if not isinstance(v, dict) and not _is_table_array(v)]
                 for k, v in entry.items():
                     if isinstance(v, dict):
                         lines.append(f"[{section}.{k}]")
                         lines += [f"{kk} = {_toml_value(vv)}" for kk, vv in v.items()]
+                for k, v in entry.items():
+                    if _is_table_array(v):
+                        for item in v:
+                            lines.append(f"[[{section}.{k}]]")
+                            lines += [f"{kk} = {_toml_value(vv)}" for kk, vv in item.items()]
                 lines.append("")
         elif isinstance(body, dict):
             _table(lines, section, body)
@@ -140,7 +153,8 @@ def to_toml(cfg: dict) -> str:
 
 
 def free_port() -> int:
-    """Only for BROKER=mosquitto, which cannot bind port 0 and report it."""
+    """For mosquitto (BROKER=mosquitto, bridge upstreams), which cannot bind port 0 and report
+    it."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -384,6 +398,224 @@ def broker(broker_factory) -> Broker:
     return broker_factory()
 
 
+# ------------------------------------------------------------------ upstream mosquitto
+
+
+class Mosquitto:
+    """Debian's mosquitto as an upstream ("cloud") broker for the bridge tests, whatever
+    BROKER says: a plain listener on `port` and, with `tls`, a TLS listener on `tls_port`, both
+    on 127.0.0.1 and picked once, so stop() / start() brings it back on the same ports.
+
+    `tls`: {"certfile", "keyfile"} and optionally "cafile" + "require_certificate": True (client
+    certificates from that CA, on the TLS listener only). `users`: {name: password} written
+    with mosquitto_passwd; anonymous clients are then refused on every listener.
+    `persistence`: sessions (and their queued QoS 1/2 messages) and retained messages survive
+    stop() / start() (SIGTERM saves them; kill() loses what was not saved). stderr (log_type
+    all, with timestamps) goes to `log_path`, appended across restarts.
+    """
+
+    BINARY = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+
+    def __init__(self, workdir: Path, tls: dict | None = None, users: dict | None = None,
+                 persistence: bool = False, extra_conf: list[str] | None = None):
+        self.workdir = workdir
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        self.tls = dict(tls) if tls else None
+        self.tls_port = free_port() if tls else None
+        while self.tls_port == self.port:
+            self.tls_port = free_port()
+        self.users = dict(users or {})
+        self.persistence = persistence
+        self.extra_conf = list(extra_conf or [])
+        self.proc: subprocess.Popen | None = None
+        self.log_path = workdir / "mosquitto.log"
+        self.conf_path = workdir / "mosquitto.conf"
+        self._log_lock = threading.Lock()
+        self._drainer: threading.Thread | None = None
+        self.returncode: int | None = None
+        self.starts = 0
+
+    @property
+    def listeners(self) -> list[tuple[str, int]]:
+        return [("tcp", self.port)] + ([("tls", self.tls_port)] if self.tls else [])
+
+    def port_of(self, kind: str) -> int:
+        for k, port in self.listeners:
+            if k == kind:
+                return port
+        raise AssertionError(f"upstream mosquitto has no {kind} listener: {self.listeners}")
+
+    def conf_text(self) -> str:
+        lines = [
+            "per_listener_settings false",
+            "persistence " + ("true" if self.persistence else "false"),
+            "log_dest stderr",
+            "log_type all",
+            "log_timestamp true",
+            "connection_messages true",
+            # Bridges send bursts while a test subscriber may be away: queue them all.
+            "max_queued_messages 1000000",
+        ]
+        if self.persistence:
+            lines.append(f"persistence_location {self.workdir}/")
+        if self.users:
+            lines += ["allow_anonymous false", f"password_file {self.workdir / 'passwd'}"]
+        else:
+            lines.append("allow_anonymous true")
+        if os.geteuid() == 0:
+            # Dropping privileges would clear the parent-death signal set by setpriv.
+            lines.append("user root")
+        lines += self.extra_conf
+        lines.append(f"listener {self.port} 127.0.0.1")
+        if self.tls:
+            lines += [f"listener {self.tls_port} 127.0.0.1",
+                      f"certfile {self.tls['certfile']}",
+                      f"keyfile {self.tls['keyfile']}"]
+            if self.tls.get("cafile"):
+                lines.append(f"cafile {self.tls['cafile']}")
+            if self.tls.get("require_certificate"):
+                lines.append("require_certificate true")
+        return "\n".join(lines) + "\n"
+
+    def _write_passwords(self) -> None:
+        path = self.workdir / "passwd"
+        path.unlink(missing_ok=True)
+        tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+        for i, (name, password) in enumerate(self.users.items()):
+            argv = [tool] + (["-c"] if i == 0 else []) + ["-b", str(path), name, password]
+            subprocess.run(argv, check=True, capture_output=True, timeout=10)
+
+    def start(self) -> "Mosquitto":
+        """Start (again) on the same ports; returns once mosquitto says it is running."""
+        assert not self.is_running(), "start() of a running mosquitto"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.users and self.starts == 0:
+            self._write_passwords()
+        self.conf_path.write_text(self.conf_text())
+        with self._log_lock:
+            offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        argv = [self.BINARY, "-c", str(self.conf_path)]
+        if SETPRIV:
+            argv = [SETPRIV, "--pdeathsig", "KILL", "--"] + argv
+        self._log_note(f"starting {' '.join(argv)}")
+        self.starts += 1
+        self.returncode = None
+        self.proc = subprocess.Popen(
+            argv, cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, start_new_session=True,
+        )
+        self._drainer = threading.Thread(target=self._drain, args=(self.proc,), daemon=True)
+        self._drainer.start()
+        # stderr is unbuffered; "running" comes after every listener is open.
+        running = re.compile(r"mosquitto version \S+ running")
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            with self._log_lock:
+                with open(self.log_path, "rb") as f:
+                    f.seek(offset)
+                    new = f.read().decode("utf-8", "replace")
+            if running.search(new):
+                return self
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                code = self.proc.poll()
+                self.kill()
+                pytest.fail(f"upstream mosquitto did not start (exit code {code}); log:\n"
+                            f"{self.log_text()}")
+            time.sleep(0.02)
+
+    def _drain(self, proc: subprocess.Popen) -> None:
+        assert proc.stderr
+        for raw_line in iter(proc.stderr.readline, b""):
+            with self._log_lock, open(self.log_path, "ab") as log:
+                log.write(raw_line)
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
+        """SIGTERM (mosquitto saves its persistence file), then SIGKILL after `timeout`."""
+        if self.proc is None:
+            return self.returncode
+        if self.proc.poll() is None:
+            try:
+                self.proc.send_signal(signal.SIGTERM)
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._log_note(f"did not exit {timeout}s after SIGTERM; sending SIGKILL")
+                self.proc.kill()
+        return self._reap()
+
+    def kill(self) -> int | None:
+        if self.proc is None:
+            return self.returncode
+        if self.proc.poll() is None:
+            try:
+                self.proc.kill()
+            except ProcessLookupError:
+                pass
+        return self._reap()
+
+    def _reap(self) -> int | None:
+        try:
+            self.returncode = self.proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.returncode = None
+        if self._drainer:
+            self._drainer.join(2)
+        if self.proc.stderr:
+            self.proc.stderr.close()
+        self._log_note(f"exited with code {self.returncode}")
+        self.proc = None
+        return self.returncode
+
+    def is_running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def _log_note(self, text: str) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with self._log_lock, open(self.log_path, "ab") as log:
+            log.write(f"[test fixture] {text}\n".encode())
+
+    def log_lines(self) -> list[str]:
+        with self._log_lock:
+            try:
+                return self.log_path.read_text("utf-8", "replace").splitlines()
+            except FileNotFoundError:
+                return []
+
+    def count_log(self, pattern: str) -> int:
+        """Log lines (every start so far) matching the regular expression `pattern`."""
+        rx = re.compile(pattern)
+        return sum(1 for line in self.log_lines() if rx.search(line))
+
+    def log_text(self, tail: int = 400) -> str:
+        lines = self.log_lines()
+        if not lines:
+            return "(no log)"
+        skipped = max(0, len(lines) - tail)
+        head = [f"... ({skipped} earlier lines in {self.log_path})"] if skipped else []
+        return "\n".join(head + lines[-tail:])
+
+    def __repr__(self) -> str:
+        return f"<upstream mosquitto {self.host}:{self.port}>"
+
+
+@pytest.fixture
+def upstream_factory(tmp_path, request):
+    """upstream_factory(tls=..., users=..., persistence=..., start=True) -> a Mosquitto on
+    free loopback ports (see Mosquitto); every one is stopped at teardown and its log is
+    attached to a failing test's report."""
+    made: list[Mosquitto] = []
+    request.node._upstreams = made
+
+    def make(start: bool = True, **kw) -> Mosquitto:
+        m = Mosquitto(tmp_path / f"upstream{len(made)}", **kw)
+        made.append(m)
+        return m.start() if start else m
+
+    yield make
+    for m in made:
+        m.stop()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
@@ -391,6 +623,8 @@ def pytest_runtest_makereport(item, call):
     if report.failed:
         for b in getattr(item, "_brokers", []):
             report.sections.append((f"{BROKER} log ({b.workdir.name})", b.log_text()))
+        for m in getattr(item, "_upstreams", []):
+            report.sections.append((f"upstream mosquitto log ({m.workdir.name})", m.log_text()))
 
 
 # ------------------------------------------------------------------ clients
@@ -420,14 +654,16 @@ class Client:
     `transport` picks the broker's listener: tcp (default), tls, ws or wss, on the first
     listener of that kind unless `port` says otherwise. `tls` (tls and wss) is either
     keyword arguments for paho's `tls_set` (ca_certs, certfile, keyfile) or
-    {"context": ssl.SSLContext}; `ws_path` is the WebSocket path.
+    {"context": ssl.SSLContext}; `ws_path` is the WebSocket path. `username` / `password`
+    (optional) go in CONNECT.
     """
 
     def __init__(self, broker: Broker, client_id: str = "", protocol=V5, clean_start=True,
                  session_expiry: int | None = None, keepalive: int = 30,
                  connect_props: Properties | None = None, will: dict | None = None,
                  transport: str = "tcp", port: int | None = None, tls: dict | None = None,
-                 ws_path: str = "/mqtt"):
+                 ws_path: str = "/mqtt", username: str | None = None,
+                 password: str | None = None):
         self.broker = broker
         self.protocol = protocol
         self.client_id = client_id
@@ -443,6 +679,8 @@ class Client:
                              **kw)
         if transport in ("ws", "wss"):
             self.c.ws_set_options(path=ws_path)
+        if username is not None:
+            self.c.username_pw_set(username, password)
         if transport in ("tls", "wss"):
             tls = dict(tls or {})
             if "context" in tls:

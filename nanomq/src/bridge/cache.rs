@@ -30,6 +30,8 @@ pub(crate) struct Entry {
     pub(crate) retain: bool,
     /// When the bridge accepted it (for `max_age_secs`).
     pub(crate) at: Instant,
+    /// Its row in the state database (0: memory only).
+    pub(crate) row: u64,
     /// Packet id at the upstream, 0 until first sent at QoS 1/2.
     packet_id: u16,
     /// QoS 2: PUBREC came, PUBCOMP is awaited.
@@ -48,6 +50,7 @@ impl Entry {
             qos,
             retain,
             at: Instant::now(),
+            row: 0,
             packet_id: 0,
             released: false,
             resend: false,
@@ -172,6 +175,14 @@ impl Cache {
         self.bytes += size;
         self.waiting.push_back(entry);
         dropped
+    }
+
+    /// Takes back an entry read from the state database, behind the others, whatever the
+    /// bounds say: nothing read back is dropped.
+    #[cfg(feature = "persistence")]
+    pub(crate) fn restore(&mut self, entry: Entry) {
+        self.bytes += entry.size();
+        self.waiting.push_back(entry);
     }
 
     /// A connection to the upstream is up. What was in flight goes first, in its original

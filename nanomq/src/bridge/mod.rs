@@ -23,7 +23,7 @@ use tokio::sync::Notify;
 use crate::config::{BridgeConfig, ForwardConfig, SubscriptionConfig};
 use crate::mqtt::{QoS, RetainHandling, SubscriptionOptions};
 use crate::session::Outgoing;
-use crate::store::Ticket;
+use crate::store::{Store, Ticket};
 use cache::{Cache, DropReason, Entry};
 pub use template::{TemplateError, TopicTemplate};
 pub(crate) use uplink::run;
@@ -96,6 +96,8 @@ pub struct Bridge {
     last_error: Mutex<String>,
     /// Counters.
     pub stats: BridgeStats,
+    /// Where QoS 1/2 messages are kept until acknowledged; None keeps them in memory only.
+    store: Option<Arc<Store>>,
 }
 
 impl std::fmt::Debug for Bridge {
@@ -105,8 +107,8 @@ impl std::fmt::Debug for Bridge {
 }
 
 impl Bridge {
-    /// A bridge from its (validated) config, not yet connected.
-    pub fn new(config: BridgeConfig) -> Result<Self, TemplateError> {
+    /// A bridge from its (validated) config, not yet connected, caching in `store` if given.
+    pub fn new(config: BridgeConfig, store: Option<Arc<Store>>) -> Result<Self, TemplateError> {
         let forwards = config
             .forwards
             .iter()
@@ -137,6 +139,7 @@ impl Bridge {
             state: AtomicU8::new(LinkState::Connecting as u8),
             last_error: Mutex::new(String::new()),
             stats: BridgeStats::default(),
+            store,
         })
     }
 
@@ -174,16 +177,58 @@ impl Bridge {
         } else {
             Arc::from(forward.template.apply(local))
         };
-        let entry = Entry::new(topic, item.message, item.qos, item.retain);
-        let dropped = self.cache().push(entry);
+        let mut entry = Entry::new(topic, item.message, item.qos, item.retain);
+        let mut cache = self.cache();
+        // Appended under the cache lock: rows follow the cache's order.
+        let ticket = match &self.store {
+            Some(store) if entry.qos != QoS::AtMostOnce => {
+                let (row, ticket) = store.bridge_append(
+                    &self.name,
+                    &entry.topic,
+                    entry.qos,
+                    entry.retain,
+                    &entry.message,
+                );
+                entry.row = row;
+                Some(ticket)
+            }
+            _ => None,
+        };
+        let row = entry.row;
+        let dropped = cache.push(entry);
+        drop(cache);
+        let kept = dropped.iter().all(|(e, _)| e.row != row || row == 0);
         self.count_drops(dropped);
         self.wake.notify_one();
-        None
+        ticket.filter(|_| kept)
+    }
+
+    /// Takes back what the state database held for this bridge.
+    #[cfg(feature = "persistence")]
+    pub(crate) fn restore(&self, cached: crate::store::CachedForward) {
+        let message = Arc::new(cached.message);
+        let mut entry = Entry::new(
+            message.topic.clone(),
+            message.clone(),
+            message.qos,
+            message.retain,
+        );
+        entry.at = cached.accepted_at;
+        entry.row = cached.row;
+        self.cache().restore(entry);
+    }
+
+    /// Forgets the rows of entries that are done: acknowledged upstream, or dropped.
+    fn forget<'e>(&self, entries: impl IntoIterator<Item = &'e Entry>) {
+        if let Some(store) = &self.store {
+            store.bridge_remove(entries.into_iter().map(|e| e.row).filter(|r| *r != 0));
+        }
     }
 
     /// Counts and logs entries that will never go up; the first of each burst is logged, then
     /// every power of two.
     fn count_drops(&self, dropped: Vec<(Entry, DropReason)>) {
+        self.forget(dropped.iter().map(|(e, _)| e));
         for (entry, why) in dropped {
             let total = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if total.is_power_of_two() {
@@ -234,11 +279,15 @@ impl Bridge {
     }
 }
 
-/// Builds the bridges of a config. Validation has checked the templates, so an error here
-/// means a config that skipped [`crate::config::Config::validate`].
-pub fn from_config(configs: &[BridgeConfig]) -> Result<Vec<Arc<Bridge>>, TemplateError> {
+/// Builds the bridges of a config, caching in `store` if given. Validation has checked the
+/// templates, so an error here means a config that skipped
+/// [`crate::config::Config::validate`].
+pub fn from_config(
+    configs: &[BridgeConfig],
+    store: Option<&Arc<Store>>,
+) -> Result<Vec<Arc<Bridge>>, TemplateError> {
     configs
         .iter()
-        .map(|c| Bridge::new(c.clone()).map(Arc::new))
+        .map(|c| Bridge::new(c.clone(), store.cloned()).map(Arc::new))
         .collect()
 }

@@ -387,7 +387,7 @@ impl Connected {
             Some(e) if ack.reason.is_error() => {
                 bridge.count_drops(vec![(e, DropReason::Refused(ack.reason))]);
             }
-            Some(_) => {}
+            Some(e) => bridge.forget([&e]),
             None => tracing::debug!(
                 bridge = %bridge.name,
                 packet_id = ack.packet_id,

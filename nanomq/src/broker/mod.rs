@@ -115,7 +115,7 @@ pub async fn serve(
     #[cfg(not(feature = "persistence"))]
     let store = state.map(|o| match o {});
     #[cfg(feature = "bridge")]
-    let bridges = crate::bridge::from_config(&config.bridges)?;
+    let bridges = crate::bridge::from_config(&config.bridges, store.as_ref())?;
     let broker = Arc::new(Broker {
         #[cfg(feature = "bridge")]
         bridges,

@@ -49,13 +49,42 @@ pub(crate) fn restore(broker: &Arc<Broker>, restored: crate::store::Restored) {
         let epoch = handle.set_online(false);
         arm_timers(broker, &handle, epoch, None, expiry);
     }
+    let bridged = restore_bridge_caches(broker, restored.bridge_cache);
     tracing::info!(
         retained,
         sessions,
         queued,
+        bridged,
         expired_sessions = restored.expired_sessions,
         "state restored"
     );
+}
+
+#[cfg(feature = "persistence")]
+/// Hands each bridge what it held for its upstream, in order; rows of bridges no longer
+/// configured are deleted (and counted in the log). Returns how many were handed back.
+fn restore_bridge_caches(broker: &Broker, cached: Vec<crate::store::CachedForward>) -> usize {
+    #[cfg(feature = "bridge")]
+    let (kept, orphans): (Vec<_>, Vec<_>) = cached
+        .into_iter()
+        .partition(|c| broker.bridges.iter().any(|b| *b.name == *c.bridge));
+    #[cfg(not(feature = "bridge"))]
+    let (kept, orphans): (Vec<crate::store::CachedForward>, _) = (Vec::new(), cached);
+    let restored = kept.len();
+    #[cfg(feature = "bridge")]
+    for c in kept {
+        if let Some(bridge) = broker.bridges.iter().find(|b| *b.name == *c.bridge) {
+            bridge.restore(c);
+        }
+    }
+    if let (Some(store), false) = (&broker.store, orphans.is_empty()) {
+        tracing::warn!(
+            messages = orphans.len(),
+            "cached messages of bridges no longer configured are dropped"
+        );
+        store.bridge_remove(orphans.into_iter().map(|c| c.row));
+    }
+    restored
 }
 
 /// Hands what `session` journaled to the store; call with the session locked, so the store

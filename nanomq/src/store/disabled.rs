@@ -58,4 +58,17 @@ impl Store {
     pub fn close(&self) {
         match *self {}
     }
+    pub fn bridge_append(
+        &self,
+        _: &Arc<str>,
+        _: &Arc<str>,
+        _: crate::mqtt::QoS,
+        _: bool,
+        _: &Arc<Message>,
+    ) -> (u64, Ticket) {
+        match *self {}
+    }
+    pub fn bridge_remove(&self, _: impl IntoIterator<Item = u64>) {
+        match *self {}
+    }
 }

@@ -9,8 +9,8 @@ use std::time::SystemTime;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use tokio::time::Instant;
 
-use super::schema::{self, decode_ids, decode_message, unix_ms};
-use super::{Restored, StoreError, Usage};
+use super::schema::{self, decode_ids, decode_message, instant_of, unix_ms};
+use super::{CachedForward, Restored, StoreError, Usage};
 use crate::config::SyncMode;
 use crate::mqtt::{ProtocolVersion, QoS, SubscriptionOptions};
 use crate::session::{Message, Outgoing, Phase, SavedSession, SubscriptionEntry};
@@ -89,9 +89,13 @@ fn open_checked(
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(sqlite)?;
     match version {
-        0 => {
+        0 | 1 => {
+            // 0 is a new file; 1 lacks the bridges' caches.
             let tx = conn.transaction().map_err(sqlite)?;
-            tx.execute_batch(schema::CREATE).map_err(sqlite)?;
+            if version == 0 {
+                tx.execute_batch(schema::CREATE).map_err(sqlite)?;
+            }
+            tx.execute_batch(schema::CREATE_V2).map_err(sqlite)?;
             tx.pragma_update(None, "user_version", schema::VERSION)
                 .map_err(sqlite)?;
             tx.commit().map_err(sqlite)?;
@@ -150,6 +154,16 @@ fn move_aside(path: &Path) -> Result<PathBuf, StoreError> {
 pub(super) fn next_message_id(conn: &Connection, path: &Path) -> Result<u64, StoreError> {
     let max: i64 = conn
         .query_row("SELECT COALESCE(MAX(id), 0) FROM messages", [], |r| {
+            r.get(0)
+        })
+        .map_err(|e| classify(path, e))?;
+    Ok(max as u64 + 1)
+}
+
+/// One past the highest bridge cache row.
+pub(super) fn next_bridge_row(conn: &Connection, path: &Path) -> Result<u64, StoreError> {
+    let max: i64 = conn
+        .query_row("SELECT COALESCE(MAX(row), 0) FROM bridge_cache", [], |r| {
             r.get(0)
         })
         .map_err(|e| classify(path, e))?;
@@ -256,6 +270,33 @@ fn read_back(conn: &Connection, path: &Path) -> Result<(Restored, UsageMap), Sto
         QueueError::Corrupt(reason) => corrupt(reason),
     })?;
     restored.sessions = sessions.into_iter().collect();
+
+    let mut stmt = conn
+        .prepare(
+            "SELECT row, bridge, packet, expires_at, accepted_at FROM bridge_cache ORDER BY row",
+        )
+        .map_err(sqlite)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+                r.get::<_, Option<i64>>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })
+        .map_err(sqlite)?;
+    for row in rows {
+        let (row, bridge, packet, expires_at, accepted_at) = row.map_err(sqlite)?;
+        let message = decode_message(&packet, expires_at, 0, clocks).map_err(corrupt)?;
+        restored.bridge_cache.push(CachedForward {
+            bridge,
+            row: row as u64,
+            message,
+            accepted_at: instant_of(accepted_at, clocks),
+        });
+    }
     Ok((restored, usage))
 }
 

@@ -24,6 +24,7 @@
 //! and given back when the writer deletes the rows. A message over a bound is not queued for the
 //! session (the caller counts and logs the drop), so what was acknowledged is always stored.
 
+mod bridge;
 mod load;
 mod schema;
 mod writer;
@@ -134,6 +135,21 @@ pub struct Restored {
     pub sessions: Vec<(String, SavedSession)>,
     /// Sessions found expired and deleted.
     pub expired_sessions: usize,
+    /// What the bridges held for their upstreams, in arrival order.
+    pub bridge_cache: Vec<CachedForward>,
+}
+
+/// A message a bridge held for its upstream at the last stop.
+#[derive(Debug)]
+pub struct CachedForward {
+    /// The bridge's name.
+    pub bridge: String,
+    /// Its row, to remove it by once the upstream acknowledges it.
+    pub row: u64,
+    /// The message as it goes up: remote topic, forwarded QoS and RETAIN.
+    pub message: Message,
+    /// When the bridge first accepted it (for `max_age_secs`).
+    pub accepted_at: tokio::time::Instant,
 }
 
 /// See [`Store::unit`].
@@ -165,6 +181,8 @@ struct Shared {
     waiters: Mutex<Vec<Waker>>,
     /// The next message row id.
     next_message: AtomicU64,
+    /// The next bridge cache row id.
+    next_bridge_row: AtomicU64,
     config: PersistenceConfig,
 }
 
@@ -227,6 +245,18 @@ enum Change {
         client: Arc<str>,
         event: StoreEvent,
     },
+    BridgeAppend {
+        bridge: Arc<str>,
+        row: u64,
+        topic: Arc<str>,
+        qos: QoS,
+        retain: bool,
+        message: Arc<Message>,
+        accepted_ms: i64,
+    },
+    BridgeRemove {
+        row: u64,
+    },
 }
 
 impl Store {
@@ -241,6 +271,7 @@ impl Store {
         let path = dir.join(DATABASE_FILE);
         let (conn, restored, usage) = load::open(dir, &path, config.sync, options.recover)?;
         let next_message = load::next_message_id(&conn, &path)?;
+        let next_bridge_row = load::next_bridge_row(&conn, &path)?;
         let total = usage.values().fold(Usage::default(), |t, u| Usage {
             messages: t.messages + u.messages,
             bytes: t.bytes + u.bytes,
@@ -256,6 +287,7 @@ impl Store {
             durable: AtomicU64::new(0),
             waiters: Mutex::new(Vec::new()),
             next_message: AtomicU64::new(next_message),
+            next_bridge_row: AtomicU64::new(next_bridge_row),
             config: config.clone(),
         });
         let thread = {

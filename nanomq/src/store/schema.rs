@@ -15,7 +15,7 @@ use crate::mqtt::{decode, OutgoingPublish, Packet, ProtocolVersion, QoS};
 use crate::session::{Message, StoreId};
 
 /// The layout this build writes (`PRAGMA user_version`).
-pub(super) const VERSION: i64 = 1;
+pub(super) const VERSION: i64 = 2;
 
 /// Creates the tables of [`VERSION`] in an empty database.
 pub(super) const CREATE: &str = "
@@ -62,14 +62,31 @@ CREATE TABLE inbound_qos2 (
 ) WITHOUT ROWID;
 ";
 
+/// Version 2 adds the bridges' caches: each message a bridge holds for its upstream, as the
+/// PUBLISH it goes up as (remote topic, forwarded QoS and RETAIN), in arrival order (`row`).
+pub(super) const CREATE_V2: &str = "
+CREATE TABLE bridge_cache (
+    row INTEGER PRIMARY KEY,
+    bridge TEXT NOT NULL,
+    packet BLOB NOT NULL,
+    expires_at INTEGER,
+    accepted_at INTEGER NOT NULL
+);
+";
+
 /// Encodes a message as the PUBLISH packet kept in `packet` columns.
 pub(super) fn encode_message(m: &Message) -> Vec<u8> {
+    encode_publish(&m.topic, m.qos, m.retain, m)
+}
+
+/// Encodes `m` as a PUBLISH to `topic` with `qos` and `retain`.
+pub(super) fn encode_publish(topic: &str, qos: QoS, retain: bool, m: &Message) -> Vec<u8> {
     let publish = OutgoingPublish {
         dup: false,
-        qos: m.qos,
-        retain: m.retain,
-        topic: &m.topic,
-        packet_id: if m.qos == QoS::AtMostOnce { 0 } else { 1 },
+        qos,
+        retain,
+        topic,
+        packet_id: if qos == QoS::AtMostOnce { 0 } else { 1 },
         topic_alias: None,
         message_expiry_interval: None,
         subscription_identifiers: &[],
@@ -118,7 +135,7 @@ pub(super) fn expiry_ms(at: Option<Instant>) -> Option<i64> {
 }
 
 /// The monotonic deadline of wall-clock milliseconds `at`, given the two clocks read together.
-fn instant_of(at: i64, (mono, wall): (Instant, SystemTime)) -> Instant {
+pub(super) fn instant_of(at: i64, (mono, wall): (Instant, SystemTime)) -> Instant {
     let now = unix_ms(wall);
     if at >= now {
         mono + Duration::from_millis((at - now) as u64)

@@ -359,3 +359,79 @@ fn the_writer_beats_while_idle() {
     );
     store.close();
 }
+
+#[tokio::test]
+async fn bridge_rows_come_back_in_order_until_removed() {
+    let dir = Scratch::new("bridge");
+    let (cloud, other): (Arc<str>, Arc<str>) = (Arc::from("cloud"), Arc::from("other"));
+    let remote: Arc<str> = Arc::from("site1/a");
+    {
+        let Opened { store, .. } = open(&dir);
+        let m = message("a", "one", QoS::ExactlyOnce);
+        let (first, _) = store.bridge_append(&cloud, &remote, QoS::AtLeastOnce, true, &m);
+        let (second, _) = store.bridge_append(&other, &remote, QoS::ExactlyOnce, false, &m);
+        let (third, t) = store.bridge_append(&cloud, &remote, QoS::AtLeastOnce, false, &m);
+        assert!(first < second && second < third);
+        committed(&store, t).await;
+        store.bridge_remove([second]);
+        // Appended and removed before the writer sees either: never written.
+        let (fourth, _) = store.bridge_append(&cloud, &remote, QoS::AtLeastOnce, false, &m);
+        store.bridge_remove([fourth]);
+        let (_, t) = store.bridge_append(&cloud, &remote, QoS::AtLeastOnce, false, &m);
+        committed(&store, t).await;
+    }
+    let Opened { restored, .. } = open(&dir);
+    let rows: Vec<_> = restored
+        .bridge_cache
+        .iter()
+        .map(|c| {
+            (
+                c.bridge.as_str(),
+                &*c.message.topic,
+                c.message.qos,
+                c.message.retain,
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("cloud", "site1/a", QoS::AtLeastOnce, true),
+            ("cloud", "site1/a", QoS::AtLeastOnce, false),
+            ("cloud", "site1/a", QoS::AtLeastOnce, false),
+        ]
+    );
+    let c = &restored.bridge_cache[0];
+    assert_eq!(c.message.payload, "one");
+    assert_eq!(
+        c.message.properties.content_type.as_deref(),
+        Some("text/plain")
+    );
+    assert!(c.accepted_at <= tokio::time::Instant::now());
+    assert!(restored
+        .bridge_cache
+        .windows(2)
+        .all(|w| w[0].row < w[1].row));
+}
+
+#[test]
+fn a_version_1_database_gains_the_bridge_cache() {
+    let dir = Scratch::new("v1");
+    drop(open(&dir));
+    let db = rusqlite::Connection::open(dir.0.join(DATABASE_FILE)).unwrap();
+    db.execute_batch("DROP TABLE bridge_cache; PRAGMA user_version = 1;")
+        .unwrap();
+    drop(db);
+    let Opened { store, restored } = open(&dir);
+    assert!(restored.bridge_cache.is_empty());
+    drop(store);
+    let db = rusqlite::Connection::open(dir.0.join(DATABASE_FILE)).unwrap();
+    let version: i64 = db
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, schema::VERSION);
+    let rows: i64 = db
+        .query_row("SELECT COUNT(*) FROM bridge_cache", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 0);
+}

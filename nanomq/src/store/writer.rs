@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-use super::schema::{encode_ids, encode_message, expiry_ms};
+use super::schema::{encode_ids, encode_message, encode_publish, expiry_ms};
 use super::{Change, OpenOptions, Shared, Usage};
 use crate::config::SyncMode;
 use crate::mqtt::ProtocolVersion;
@@ -108,10 +108,20 @@ pub(super) fn run(shared: Arc<Shared>, mut conn: Connection, path: PathBuf, opti
 /// Applies `changes` in one transaction. Returns the stored usage freed per client.
 fn commit(conn: &mut Connection, changes: &[Change]) -> rusqlite::Result<Vec<(Arc<str>, Usage)>> {
     let tx = conn.transaction()?;
+    // A bridge row appended and removed within this commit never needs to reach the disk.
+    let removed: HashSet<u64> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::BridgeRemove { row } => Some(*row),
+            _ => None,
+        })
+        .collect();
     let mut batch = Batch {
         tx: &tx,
         inserted: HashSet::new(),
         freed: Vec::new(),
+        bridge_removed: removed,
+        bridge_skipped: HashSet::new(),
     };
     for change in changes {
         batch.apply(change)?;
@@ -128,6 +138,10 @@ struct Batch<'t> {
     /// `messages` rows written in this transaction.
     inserted: HashSet<u64>,
     freed: Vec<(Arc<str>, Usage)>,
+    /// Bridge rows this commit removes.
+    bridge_removed: HashSet<u64>,
+    /// Bridge rows appended and removed in this commit: neither is written.
+    bridge_skipped: HashSet<u64>,
 }
 
 impl Batch<'_> {
@@ -228,6 +242,37 @@ impl Batch<'_> {
                 ])?;
             }
             Change::Event { client, event } => self.event(client, *event)?,
+            Change::BridgeAppend {
+                bridge,
+                row,
+                topic,
+                qos,
+                retain,
+                message,
+                accepted_ms,
+            } => {
+                if self.bridge_removed.contains(row) {
+                    self.bridge_skipped.insert(*row);
+                } else {
+                    tx.prepare_cached(
+                        "INSERT INTO bridge_cache (row, bridge, packet, expires_at, accepted_at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )?
+                    .execute(params![
+                        *row as i64,
+                        &**bridge,
+                        encode_publish(topic, *qos, *retain, message),
+                        expiry_ms(message.expires_at),
+                        accepted_ms
+                    ])?;
+                }
+            }
+            Change::BridgeRemove { row } => {
+                if !self.bridge_skipped.contains(row) {
+                    tx.prepare_cached("DELETE FROM bridge_cache WHERE row = ?1")?
+                        .execute([*row as i64])?;
+                }
+            }
         }
         Ok(())
     }
