@@ -101,6 +101,8 @@ struct Connected {
     ping_sent: Option<Instant>,
     /// Inbound QoS 2 packet ids awaiting PUBREL.
     inbound_qos2: HashSet<u16>,
+    /// Messages the cache held when the link came up, and when: logged once all are gone.
+    backlog: Option<(usize, Instant)>,
 }
 
 /// Dials, sends CONNECT and waits for a successful CONNACK, then subscribes.
@@ -129,6 +131,7 @@ async fn handshake(bridge: &Bridge, broker: &Broker) -> Result<Connected, String
         last_sent: Instant::now(),
         ping_sent: None,
         inbound_qos2: HashSet::new(),
+        backlog: None,
     };
     c.push(&Packet::Connect(Box::new(connect_packet(bridge, broker))));
     c.flush()
@@ -146,7 +149,12 @@ async fn handshake(bridge: &Bridge, broker: &Broker) -> Result<Connected, String
         ));
     }
     c.apply_connack(&ack);
-    bridge.cache().connected(ack.session_present);
+    let backlog = {
+        let mut cache = bridge.cache();
+        cache.connected(ack.session_present);
+        cache.len()
+    };
+    c.backlog = (backlog > 0).then(|| (backlog, Instant::now()));
     bridge.set_state(LinkState::Connected);
     bridge.set_last_error(String::new());
     tracing::info!(
@@ -381,13 +389,33 @@ impl Connected {
         Ok(())
     }
 
+    /// Logs, once, that what waited for the link has gone up (the cache emptied).
+    fn backlog_sent(&mut self, bridge: &Bridge) {
+        let Some((messages, since)) = self.backlog else {
+            return;
+        };
+        if bridge.cache().len() == 0 {
+            self.backlog = None;
+            tracing::info!(
+                bridge = %bridge.name,
+                messages,
+                "bridge {}: backlog of {messages} messages sent in {:.3}s",
+                bridge.name,
+                since.elapsed().as_secs_f64()
+            );
+        }
+    }
+
     fn acknowledged(&mut self, bridge: &Bridge, ack: PubAck, pubcomp: bool) {
         let entry = bridge.cache().acknowledged(ack.packet_id, pubcomp);
         match entry {
             Some(e) if ack.reason.is_error() => {
                 bridge.count_drops(vec![(e, DropReason::Refused(ack.reason))]);
             }
-            Some(e) => bridge.forget([&e]),
+            Some(e) => {
+                bridge.forget([&e]);
+                self.backlog_sent(bridge);
+            }
             None => tracing::debug!(
                 bridge = %bridge.name,
                 packet_id = ack.packet_id,
