@@ -5,6 +5,12 @@
 //! or PUBCOMP at QoS 2), or is dropped by a bound (counted by the caller). Messages waiting and
 //! messages in flight both count against the bounds; only waiting ones are ever dropped to make
 //! room, so what is in flight is never lost.
+//!
+//! With a state database behind it, at most `memory_messages` waiting messages are held in
+//! memory: once that many wait, later ones are only rows on disk ("spilled"), counted here,
+//! and read back in row order ([`Cache::needs_refill`], [`Cache::refilled`]) as the memory
+//! window empties. Until every spilled message is back, new ones are spilled too, so the order
+//! holds; a QoS 0 message, which has no row, is dropped then.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -74,6 +80,8 @@ pub(crate) enum DropReason {
     TooLarge,
     /// QoS 0 while the upstream is away, and `cache.qos0` is off.
     Offline,
+    /// QoS 0 while the cache's backlog is on disk, where only QoS 1/2 messages go.
+    NoRow,
     /// The upstream answered PUBACK or PUBREC with this failure.
     Refused(ReasonCode),
 }
@@ -85,6 +93,7 @@ impl std::fmt::Display for DropReason {
             DropReason::Expired => f.write_str("too old"),
             DropReason::TooLarge => f.write_str("larger than the upstream's maximum packet size"),
             DropReason::Offline => f.write_str("QoS 0 while the upstream is away"),
+            DropReason::NoRow => f.write_str("QoS 0 while the backlog is on disk"),
             DropReason::Refused(code) => write!(f, "refused by the upstream: {}", code.describe()),
         }
     }
@@ -112,11 +121,29 @@ pub(crate) struct Cache {
     bytes: u64,
     last_id: u16,
     online: bool,
+    /// Waiting messages held in memory at most (unbounded without a state database).
+    memory_limit: usize,
+    spilled: Spilled,
+}
+
+/// Messages that wait only as rows on disk, all after what is in memory.
+#[derive(Debug, Default, Clone, Copy)]
+struct Spilled {
+    messages: u64,
+    bytes: u64,
+    /// The last row held in memory: spilled rows are the bridge's rows after it.
+    after_row: u64,
 }
 
 impl Cache {
-    /// An empty cache with the bounds of `config`.
-    pub(crate) fn new(config: BridgeCacheConfig) -> Self {
+    /// An empty cache with the bounds of `config`; `on_disk` when a state database keeps its
+    /// QoS 1/2 messages, so that only a window of them needs memory.
+    pub(crate) fn new(config: BridgeCacheConfig, on_disk: bool) -> Self {
+        let memory_limit = if on_disk {
+            config.memory_messages
+        } else {
+            usize::MAX
+        };
         Cache {
             config,
             waiting: VecDeque::new(),
@@ -124,16 +151,17 @@ impl Cache {
             bytes: 0,
             last_id: 0,
             online: false,
+            memory_limit,
+            spilled: Spilled::default(),
         }
     }
 
-    /// Messages held, waiting or in flight.
+    /// Messages held, waiting (in memory or on disk) or in flight.
     pub(crate) fn len(&self) -> usize {
-        self.waiting.len() + self.in_flight.len()
+        self.waiting.len() + self.in_flight.len() + self.spilled.messages as usize
     }
 
     /// True when nothing is held.
-    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -153,6 +181,10 @@ impl Cache {
         let fits = |c: &Cache| {
             (c.len() as u64) < c.config.max_messages && c.bytes + size <= c.config.max_bytes
         };
+        let spill = self.spilled.messages > 0 || self.waiting.len() >= self.memory_limit;
+        if spill && entry.row == 0 {
+            return vec![(entry, DropReason::NoRow)];
+        }
         let mut dropped = Vec::new();
         if !fits(self) {
             let make_room = self.config.full_policy == CacheFullPolicy::DropOldest
@@ -163,7 +195,8 @@ impl Cache {
                         self.bytes -= old.size();
                         dropped.push((old, DropReason::Full));
                     }
-                    // Everything left is in flight, which is never dropped.
+                    // Everything left in memory is in flight, which is never dropped; what
+                    // is on disk is younger than the newcomer's elders: the newcomer goes.
                     None => break,
                 }
             }
@@ -173,16 +206,66 @@ impl Cache {
             }
         }
         self.bytes += size;
-        self.waiting.push_back(entry);
+        if spill {
+            self.spilled.messages += 1;
+            self.spilled.bytes += size;
+        } else {
+            self.spilled.after_row = self.spilled.after_row.max(entry.row);
+            self.waiting.push_back(entry);
+        }
         dropped
     }
 
-    /// Takes back an entry read from the state database, behind the others, whatever the
-    /// bounds say: nothing read back is dropped.
+    /// Counts what the state database held for this bridge at start: all of it spilled, read
+    /// back as the link needs it. Nothing read back is dropped, whatever the bounds say.
     #[cfg(feature = "persistence")]
-    pub(crate) fn restore(&mut self, entry: Entry) {
-        self.bytes += entry.size();
-        self.waiting.push_back(entry);
+    pub(crate) fn restore_spilled(&mut self, messages: u64, bytes: u64) {
+        self.spilled.messages += messages;
+        self.spilled.bytes += bytes;
+        self.bytes += bytes;
+    }
+
+    /// When the memory window is half empty and messages wait on disk: the row to read after
+    /// and how many rows to read.
+    #[cfg(any(test, feature = "persistence"))]
+    pub(crate) fn needs_refill(&self) -> Option<(u64, usize)> {
+        let low = self.waiting.len() < self.memory_limit / 2 + 1;
+        (self.spilled.messages > 0 && low).then(|| {
+            (
+                self.spilled.after_row,
+                self.memory_limit - self.waiting.len(),
+            )
+        })
+    }
+
+    /// Takes rows read back after [`Cache::needs_refill`]'s row, in row order, behind what
+    /// waits in memory. An empty answer while messages are counted on disk means the count is
+    /// wrong (rows deleted behind the broker's back): it is set to what was found.
+    #[cfg(any(test, feature = "persistence"))]
+    pub(crate) fn refilled(&mut self, entries: Vec<Entry>) {
+        if entries.is_empty() {
+            self.bytes -= self.spilled.bytes.min(self.bytes);
+            self.spilled = Spilled {
+                after_row: self.spilled.after_row,
+                ..Spilled::default()
+            };
+            return;
+        }
+        for e in entries {
+            if e.row <= self.spilled.after_row {
+                continue;
+            }
+            let size = e.size();
+            self.spilled.messages = self.spilled.messages.saturating_sub(1);
+            self.spilled.bytes = self.spilled.bytes.saturating_sub(size);
+            self.spilled.after_row = e.row;
+            self.waiting.push_back(e);
+        }
+        if self.spilled.messages == 0 {
+            // Whatever the counts said, memory now holds everything.
+            self.bytes -= self.spilled.bytes.min(self.bytes);
+            self.spilled.bytes = 0;
+        }
     }
 
     /// A connection to the upstream is up. What was in flight goes first, in its original

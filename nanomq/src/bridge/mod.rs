@@ -131,7 +131,7 @@ impl Bridge {
             .collect::<Result<_, TemplateError>>()?;
         Ok(Bridge {
             name: Arc::from(config.name.as_str()),
-            cache: Mutex::new(Cache::new(config.cache.clone())),
+            cache: Mutex::new(Cache::new(config.cache.clone(), store.is_some())),
             forwards,
             downlinks,
             config,
@@ -203,19 +203,41 @@ impl Bridge {
         ticket.filter(|_| kept)
     }
 
-    /// Takes back what the state database held for this bridge.
+    /// Counts what the state database held for this bridge at start (read back as needed).
     #[cfg(feature = "persistence")]
-    pub(crate) fn restore(&self, cached: crate::store::CachedForward) {
-        let message = Arc::new(cached.message);
-        let mut entry = Entry::new(
-            message.topic.clone(),
-            message.clone(),
-            message.qos,
-            message.retain,
-        );
-        entry.at = cached.accepted_at;
-        entry.row = cached.row;
-        self.cache().restore(entry);
+    pub(crate) fn restore(&self, messages: u64, bytes: u64) {
+        self.cache().restore_spilled(messages, bytes);
+    }
+
+    /// Without a state database nothing ever waits on disk.
+    #[cfg(not(feature = "persistence"))]
+    async fn refill(&self) {}
+
+    /// Reads back what waits on disk when the memory window runs low.
+    #[cfg(feature = "persistence")]
+    async fn refill(&self) {
+        let Some((after, limit)) = self.cache().needs_refill() else {
+            return;
+        };
+        let Some(store) = &self.store else {
+            return;
+        };
+        let Ok(rows) = store.bridge_read(&self.name, after, limit).await else {
+            // The writer could not read (it logged why): try again on the next turn.
+            return;
+        };
+        let entries = rows
+            .into_iter()
+            .map(|c| {
+                let message = Arc::new(c.message);
+                let topic = message.topic.clone();
+                let mut entry = Entry::new(topic, message.clone(), message.qos, message.retain);
+                entry.at = c.accepted_at;
+                entry.row = c.row;
+                entry
+            })
+            .collect();
+        self.cache().refilled(entries);
     }
 
     /// Forgets the rows of entries that are done: acknowledged upstream, or dropped.

@@ -280,6 +280,7 @@ impl Connected {
         stop: &mut watch::Receiver<bool>,
     ) -> Ended {
         loop {
+            bridge.refill().await;
             if self.wbuf.len() < WRITE_BUDGET {
                 let written = bridge
                     .cache()
@@ -394,7 +395,7 @@ impl Connected {
         let Some((messages, since)) = self.backlog else {
             return;
         };
-        if bridge.cache().len() == 0 {
+        if bridge.cache().is_empty() {
             self.backlog = None;
             tracing::info!(
                 bridge = %bridge.name,

@@ -63,26 +63,24 @@ pub(crate) fn restore(broker: &Arc<Broker>, restored: crate::store::Restored) {
 #[cfg(feature = "persistence")]
 /// Hands each bridge what it held for its upstream, in order; rows of bridges no longer
 /// configured are deleted (and counted in the log). Returns how many were handed back.
-fn restore_bridge_caches(broker: &Broker, cached: Vec<crate::store::CachedForward>) -> usize {
-    #[cfg(feature = "bridge")]
-    let (kept, orphans): (Vec<_>, Vec<_>) = cached
-        .into_iter()
-        .partition(|c| broker.bridges.iter().any(|b| *b.name == *c.bridge));
-    #[cfg(not(feature = "bridge"))]
-    let (kept, orphans): (Vec<crate::store::CachedForward>, _) = (Vec::new(), cached);
-    let restored = kept.len();
-    #[cfg(feature = "bridge")]
-    for c in kept {
-        if let Some(bridge) = broker.bridges.iter().find(|b| *b.name == *c.bridge) {
-            bridge.restore(c);
+#[cfg_attr(not(feature = "bridge"), allow(unused_mut, unused_variables))]
+fn restore_bridge_caches(broker: &Broker, cached: Vec<(String, u64, u64)>) -> u64 {
+    let mut restored = 0;
+    for (name, messages, bytes) in cached {
+        #[cfg(feature = "bridge")]
+        if let Some(bridge) = broker.bridges.iter().find(|b| *b.name == *name) {
+            bridge.restore(messages, bytes);
+            restored += messages;
+            continue;
         }
-    }
-    if let (Some(store), false) = (&broker.store, orphans.is_empty()) {
         tracing::warn!(
-            messages = orphans.len(),
-            "cached messages of bridges no longer configured are dropped"
+            bridge = %name,
+            messages,
+            "bridge {name} is no longer configured: its {messages} cached messages are dropped"
         );
-        store.bridge_remove(orphans.into_iter().map(|c| c.row));
+        if let Some(store) = &broker.store {
+            store.bridge_forget(&name);
+        }
     }
     restored
 }

@@ -177,6 +177,9 @@ pub struct BridgeCacheConfig {
     pub full_policy: CacheFullPolicy,
     /// Cache QoS 0 forwards while the upstream is away too (they are dropped otherwise).
     pub qos0: bool,
+    /// With `persistence.dir`: waiting messages held in memory at most; the rest wait only
+    /// on disk and are read back in order as these go. At least 1.
+    pub memory_messages: usize,
 }
 
 impl Default for BridgeCacheConfig {
@@ -187,6 +190,7 @@ impl Default for BridgeCacheConfig {
             max_age_secs: 0,
             full_policy: CacheFullPolicy::DropOldest,
             qos0: false,
+            memory_messages: 10_000,
         }
     }
 }
@@ -328,12 +332,12 @@ pub(super) fn validate(bridges: &[BridgeConfig], max_levels: usize) -> Result<()
                 .map_err(|e| invalid("topic", format!("{:?}: {e}", w.topic)))?;
         }
         let c = &b.cache;
-        if c.max_messages == 0 || c.max_bytes == 0 {
-            let key = if c.max_messages == 0 {
-                "max_messages"
-            } else {
-                "max_bytes"
-            };
+        let zero = [
+            ("max_messages", c.max_messages == 0),
+            ("max_bytes", c.max_bytes == 0),
+            ("memory_messages", c.memory_messages == 0),
+        ];
+        if let Some((key, _)) = zero.iter().find(|(_, zero)| *zero) {
             return Err(InvalidValue {
                 table: "bridges.cache",
                 index: Some(i),

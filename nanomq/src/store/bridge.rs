@@ -2,7 +2,9 @@
 //! its upstream acknowledged it, so a restart or a crash loses none of them.
 //!
 //! Rows are appended in the order the bridge took the messages (under its cache lock), so the
-//! row id is the send order after a restart. A message acknowledged before its row was
+//! row id is the send order. A bridge keeps only a window of its cache in memory: the rest is
+//! read back in row order as the window empties, through the writer thread, which holds the
+//! database exclusively. A message acknowledged before its row was
 //! committed never reaches the disk: the writer drops an append and its removal met in one
 //! commit, which keeps a bridge whose upstream keeps up from writing at all.
 
@@ -10,8 +12,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use tokio::sync::oneshot;
+
 use super::schema::unix_ms;
-use super::{Change, Store, Ticket};
+use super::{CachedForward, Change, Store, Ticket};
 use crate::mqtt::QoS;
 use crate::session::Message;
 
@@ -37,6 +41,31 @@ impl Store {
             accepted_ms: unix_ms(SystemTime::now()),
         }]);
         (row, ticket)
+    }
+
+    /// Reads back up to `limit` rows of `bridge` after row `after`, in row order. The writer
+    /// thread answers (it holds the database) once everything appended before is committed.
+    pub fn bridge_read(
+        &self,
+        bridge: &Arc<str>,
+        after: u64,
+        limit: usize,
+    ) -> oneshot::Receiver<Vec<CachedForward>> {
+        let (reply, answer) = oneshot::channel();
+        self.append([Change::BridgeRead {
+            bridge: bridge.clone(),
+            after,
+            limit,
+            reply,
+        }]);
+        answer
+    }
+
+    /// Deletes every row of a bridge that is no longer configured.
+    pub fn bridge_forget(&self, bridge: &str) {
+        self.append([Change::BridgeForget {
+            bridge: Arc::from(bridge),
+        }]);
     }
 
     /// Removes cached rows: acknowledged by the upstream, or dropped.

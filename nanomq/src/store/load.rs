@@ -9,8 +9,8 @@ use std::time::SystemTime;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use tokio::time::Instant;
 
-use super::schema::{self, decode_ids, decode_message, instant_of, unix_ms};
-use super::{CachedForward, Restored, StoreError, Usage};
+use super::schema::{self, decode_ids, decode_message, unix_ms};
+use super::{Restored, StoreError, Usage};
 use crate::config::SyncMode;
 use crate::mqtt::{ProtocolVersion, QoS, SubscriptionOptions};
 use crate::session::{Message, Outgoing, Phase, SavedSession, SubscriptionEntry};
@@ -272,30 +272,22 @@ fn read_back(conn: &Connection, path: &Path) -> Result<(Restored, UsageMap), Sto
     restored.sessions = sessions.into_iter().collect();
 
     let mut stmt = conn
-        .prepare(
-            "SELECT row, bridge, packet, expires_at, accepted_at FROM bridge_cache ORDER BY row",
-        )
+        .prepare("SELECT bridge, COUNT(*), SUM(bytes) FROM bridge_cache GROUP BY bridge")
         .map_err(sqlite)?;
     let rows = stmt
         .query_map([], |r| {
             Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Vec<u8>>(2)?,
-                r.get::<_, Option<i64>>(3)?,
-                r.get::<_, i64>(4)?,
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
             ))
         })
         .map_err(sqlite)?;
     for row in rows {
-        let (row, bridge, packet, expires_at, accepted_at) = row.map_err(sqlite)?;
-        let message = decode_message(&packet, expires_at, 0, clocks).map_err(corrupt)?;
-        restored.bridge_cache.push(CachedForward {
-            bridge,
-            row: row as u64,
-            message,
-            accepted_at: instant_of(accepted_at, clocks),
-        });
+        let (bridge, messages, bytes) = row.map_err(sqlite)?;
+        restored
+            .bridge_cache
+            .push((bridge, messages as u64, bytes as u64));
     }
     Ok((restored, usage))
 }

@@ -135,11 +135,12 @@ pub struct Restored {
     pub sessions: Vec<(String, SavedSession)>,
     /// Sessions found expired and deleted.
     pub expired_sessions: usize,
-    /// What the bridges held for their upstreams, in arrival order.
-    pub bridge_cache: Vec<CachedForward>,
+    /// What each bridge held for its upstream: name, messages, and topic plus payload bytes;
+    /// the messages stay in the database until the bridge reads them ([`Store::bridge_read`]).
+    pub bridge_cache: Vec<(String, u64, u64)>,
 }
 
-/// A message a bridge held for its upstream at the last stop.
+/// A message a bridge holds for its upstream, read back from the database.
 #[derive(Debug)]
 pub struct CachedForward {
     /// The bridge's name.
@@ -256,6 +257,16 @@ enum Change {
     },
     BridgeRemove {
         row: u64,
+    },
+    BridgeForget {
+        bridge: Arc<str>,
+    },
+    /// Answered by the writer after the commit that holds everything appended before it.
+    BridgeRead {
+        bridge: Arc<str>,
+        after: u64,
+        limit: usize,
+        reply: tokio::sync::oneshot::Sender<Vec<CachedForward>>,
     },
 }
 

@@ -70,8 +70,10 @@ CREATE TABLE bridge_cache (
     bridge TEXT NOT NULL,
     packet BLOB NOT NULL,
     expires_at INTEGER,
-    accepted_at INTEGER NOT NULL
+    accepted_at INTEGER NOT NULL,
+    bytes INTEGER NOT NULL
 );
+CREATE INDEX bridge_cache_by_bridge ON bridge_cache (bridge, row);
 ";
 
 /// Encodes a message as the PUBLISH packet kept in `packet` columns.

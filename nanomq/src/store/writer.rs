@@ -2,14 +2,16 @@
 //! and tells the waiting connections (group commit).
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-use super::schema::{encode_ids, encode_message, encode_publish, expiry_ms};
-use super::{Change, OpenOptions, Shared, Usage};
+use super::schema::{
+    decode_message, encode_ids, encode_message, encode_publish, expiry_ms, instant_of,
+};
+use super::{CachedForward, Change, OpenOptions, Shared, Usage};
 use crate::config::SyncMode;
 use crate::mqtt::ProtocolVersion;
 use crate::session::StoreEvent;
@@ -90,7 +92,7 @@ pub(super) fn run(shared: Arc<Shared>, mut conn: Connection, path: PathBuf, opti
             tracing::error!("state database: {} changes not written", changes.len());
             return;
         };
-        drop(changes);
+        answer_reads(&conn, &path, changes);
         for (client, usage) in freed {
             shared.released(&client, usage);
         }
@@ -255,15 +257,17 @@ impl Batch<'_> {
                     self.bridge_skipped.insert(*row);
                 } else {
                     tx.prepare_cached(
-                        "INSERT INTO bridge_cache (row, bridge, packet, expires_at, accepted_at) \
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                        "INSERT INTO bridge_cache \
+                         (row, bridge, packet, expires_at, accepted_at, bytes) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     )?
                     .execute(params![
                         *row as i64,
                         &**bridge,
                         encode_publish(topic, *qos, *retain, message),
                         expiry_ms(message.expires_at),
-                        accepted_ms
+                        accepted_ms,
+                        (topic.len() + message.payload.len()) as i64
                     ])?;
                 }
             }
@@ -273,6 +277,12 @@ impl Batch<'_> {
                         .execute([*row as i64])?;
                 }
             }
+            Change::BridgeForget { bridge } => {
+                tx.prepare_cached("DELETE FROM bridge_cache WHERE bridge = ?1")?
+                    .execute([&**bridge])?;
+            }
+            // Answered after the commit (see `answer_reads`).
+            Change::BridgeRead { .. } => {}
         }
         Ok(())
     }
@@ -388,4 +398,66 @@ impl Batch<'_> {
         }
         Ok(())
     }
+}
+
+/// Answers the bridges' reads among `changes`, now that everything before them is committed.
+fn answer_reads(conn: &Connection, path: &Path, changes: Vec<Change>) {
+    for change in changes {
+        let Change::BridgeRead {
+            bridge,
+            after,
+            limit,
+            reply,
+        } = change
+        else {
+            continue;
+        };
+        match read_bridge_rows(conn, &bridge, after, limit) {
+            Ok(rows) => {
+                let _ = reply.send(rows);
+            }
+            // The bridge sees the channel close and keeps what it has; it asks again later.
+            Err(e) => tracing::error!(
+                path = %path.display(),
+                bridge = %bridge,
+                "cannot read the bridge cache: {e}"
+            ),
+        }
+    }
+}
+
+fn read_bridge_rows(
+    conn: &Connection,
+    bridge: &str,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<CachedForward>, String> {
+    let clocks = (tokio::time::Instant::now(), SystemTime::now());
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT row, packet, expires_at, accepted_at FROM bridge_cache \
+             WHERE bridge = ?1 AND row > ?2 ORDER BY row LIMIT ?3",
+        )
+        .map_err(|e| e.to_string())?;
+    let rows = stmt
+        .query_map(params![bridge, after as i64, limit as i64], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (row, packet, expires_at, accepted_at) = row.map_err(|e| e.to_string())?;
+        out.push(CachedForward {
+            bridge: bridge.to_owned(),
+            row: row as u64,
+            message: decode_message(&packet, expires_at, 0, clocks)?,
+            accepted_at: instant_of(accepted_at, clocks),
+        });
+    }
+    Ok(out)
 }

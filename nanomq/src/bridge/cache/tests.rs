@@ -11,6 +11,11 @@ fn config(max_messages: u64, policy: CacheFullPolicy) -> BridgeCacheConfig {
     }
 }
 
+/// A cache with no state database behind it.
+fn cache(config: BridgeCacheConfig) -> Cache {
+    Cache::new(config, false)
+}
+
 fn entry(n: u32, qos: QoS) -> Entry {
     let message = Message {
         topic: Arc::from("t"),
@@ -59,7 +64,7 @@ fn payloads(packets: &[(&str, u16, bool, String)]) -> Vec<String> {
 
 #[test]
 fn keeps_order_while_offline_and_sends_within_the_window() {
-    let mut c = Cache::new(config(100, CacheFullPolicy::DropOldest));
+    let mut c = cache(config(100, CacheFullPolicy::DropOldest));
     for n in 0..5 {
         assert!(c.push(entry(n, QoS::AtLeastOnce)).is_empty());
     }
@@ -75,7 +80,7 @@ fn keeps_order_while_offline_and_sends_within_the_window() {
 
 #[test]
 fn drop_oldest_drops_waiting_messages_never_in_flight_ones() {
-    let mut c = Cache::new(config(3, CacheFullPolicy::DropOldest));
+    let mut c = cache(config(3, CacheFullPolicy::DropOldest));
     c.connected(false);
     c.push(entry(0, QoS::AtLeastOnce));
     sent(&mut c, 10);
@@ -91,7 +96,7 @@ fn drop_oldest_drops_waiting_messages_never_in_flight_ones() {
 
 #[test]
 fn drop_new_keeps_the_first() {
-    let mut c = Cache::new(config(2, CacheFullPolicy::DropNew));
+    let mut c = cache(config(2, CacheFullPolicy::DropNew));
     let dropped: usize = (0..5)
         .map(|n| c.push(entry(n, QoS::AtLeastOnce)).len())
         .sum();
@@ -102,7 +107,7 @@ fn drop_new_keeps_the_first() {
 
 #[test]
 fn byte_bound_drops_as_many_as_needed() {
-    let mut c = Cache::new(BridgeCacheConfig {
+    let mut c = cache(BridgeCacheConfig {
         max_bytes: 3 * entry(0, QoS::AtLeastOnce).size(),
         ..BridgeCacheConfig::default()
     });
@@ -115,7 +120,7 @@ fn byte_bound_drops_as_many_as_needed() {
 
 #[test]
 fn reconnect_resends_in_flight_first_with_dup_when_the_session_lives_on() {
-    let mut c = Cache::new(config(100, CacheFullPolicy::DropOldest));
+    let mut c = cache(config(100, CacheFullPolicy::DropOldest));
     c.connected(false);
     for n in 0..3 {
         c.push(entry(n, QoS::AtLeastOnce));
@@ -134,7 +139,7 @@ fn reconnect_resends_in_flight_first_with_dup_when_the_session_lives_on() {
 
 #[test]
 fn reconnect_without_session_sends_in_flight_again_as_new() {
-    let mut c = Cache::new(config(100, CacheFullPolicy::DropOldest));
+    let mut c = cache(config(100, CacheFullPolicy::DropOldest));
     c.connected(false);
     c.push(entry(0, QoS::ExactlyOnce));
     let first = sent(&mut c, 10);
@@ -148,7 +153,7 @@ fn reconnect_without_session_sends_in_flight_again_as_new() {
 
 #[test]
 fn qos2_flow_ends_at_pubcomp_and_pubrel_is_resent() {
-    let mut c = Cache::new(config(100, CacheFullPolicy::DropOldest));
+    let mut c = cache(config(100, CacheFullPolicy::DropOldest));
     c.connected(false);
     c.push(entry(0, QoS::ExactlyOnce));
     let id = sent(&mut c, 10)[0].1;
@@ -166,7 +171,7 @@ fn qos2_flow_ends_at_pubcomp_and_pubrel_is_resent() {
 
 #[test]
 fn refused_pubrec_ends_the_flow() {
-    let mut c = Cache::new(config(100, CacheFullPolicy::DropOldest));
+    let mut c = cache(config(100, CacheFullPolicy::DropOldest));
     c.connected(false);
     c.push(entry(0, QoS::ExactlyOnce));
     let id = sent(&mut c, 10)[0].1;
@@ -177,7 +182,7 @@ fn refused_pubrec_ends_the_flow() {
 
 #[test]
 fn qos0_is_dropped_offline_unless_cached() {
-    let mut c = Cache::new(config(100, CacheFullPolicy::DropOldest));
+    let mut c = cache(config(100, CacheFullPolicy::DropOldest));
     assert_eq!(c.push(entry(0, QoS::AtMostOnce))[0].1, DropReason::Offline);
     c.connected(false);
     c.push(entry(1, QoS::AtMostOnce));
@@ -186,7 +191,7 @@ fn qos0_is_dropped_offline_unless_cached() {
         1,
         "waiting QoS 0 goes with the link"
     );
-    let mut kept = Cache::new(BridgeCacheConfig {
+    let mut kept = cache(BridgeCacheConfig {
         qos0: true,
         ..BridgeCacheConfig::default()
     });
@@ -198,7 +203,7 @@ fn qos0_is_dropped_offline_unless_cached() {
 
 #[test]
 fn too_old_and_too_large_are_dropped_not_sent() {
-    let mut c = Cache::new(BridgeCacheConfig {
+    let mut c = cache(BridgeCacheConfig {
         max_age_secs: 5,
         ..BridgeCacheConfig::default()
     });
@@ -212,7 +217,7 @@ fn too_old_and_too_large_are_dropped_not_sent() {
     assert_eq!(w.published, 1);
     assert_eq!(w.dropped[0].1, DropReason::Expired);
 
-    let mut c = Cache::new(BridgeCacheConfig::default());
+    let mut c = cache(BridgeCacheConfig::default());
     c.push(entry(0, QoS::AtLeastOnce));
     c.connected(false);
     let small = Link {
@@ -226,7 +231,7 @@ fn too_old_and_too_large_are_dropped_not_sent() {
 
 #[test]
 fn packet_ids_skip_those_in_use() {
-    let mut c = Cache::new(config(100, CacheFullPolicy::DropOldest));
+    let mut c = cache(config(100, CacheFullPolicy::DropOldest));
     c.connected(false);
     c.push(entry(0, QoS::AtLeastOnce));
     let held = sent(&mut c, 10)[0].1;
@@ -239,4 +244,83 @@ fn packet_ids_skip_those_in_use() {
         seen.push(id);
     }
     assert!(seen.iter().all(|id| *id != 0));
+}
+
+/// An entry with its row in the state database (rows follow n).
+fn stored(n: u32) -> Entry {
+    let mut e = entry(n, QoS::AtLeastOnce);
+    e.row = u64::from(n) + 1;
+    e
+}
+
+fn on_disk(memory_messages: usize, max_messages: u64) -> Cache {
+    let config = BridgeCacheConfig {
+        memory_messages,
+        max_messages,
+        ..BridgeCacheConfig::default()
+    };
+    Cache::new(config, true)
+}
+
+#[test]
+fn beyond_the_memory_window_messages_wait_on_disk_and_come_back_in_order() {
+    let mut c = on_disk(4, 100);
+    for n in 0..10 {
+        assert!(c.push(stored(n)).is_empty());
+    }
+    assert_eq!(c.len(), 10, "spilled messages count");
+    assert_eq!(c.bytes(), 10 * stored(0).size());
+    assert_eq!(c.needs_refill(), None, "the window is full");
+    c.connected(false);
+    assert_eq!(c.push(entry(99, QoS::AtMostOnce))[0].1, DropReason::NoRow);
+    let mut got = payloads(&sent(&mut c, 100));
+    assert_eq!(got, ["0", "1", "2", "3"]);
+    while let Some((after, limit)) = c.needs_refill() {
+        // What the database would answer: the rows after `after`, at most `limit`.
+        let rows = (0..10u32)
+            .map(stored)
+            .filter(|e| e.row > after)
+            .take(limit)
+            .collect();
+        c.refilled(rows);
+        got.extend(payloads(&sent(&mut c, 100)));
+    }
+    assert_eq!(got, (0..10).map(|n| n.to_string()).collect::<Vec<_>>());
+    assert_eq!(c.len(), 10, "all in flight now");
+    assert!(c.push(stored(10)).is_empty());
+    assert_eq!(c.needs_refill(), None, "nothing on disk: back to memory");
+}
+
+#[test]
+fn drop_oldest_with_a_backlog_on_disk_drops_from_memory() {
+    let mut c = on_disk(2, 5);
+    for n in 0..5 {
+        c.push(stored(n));
+    }
+    let dropped = c.push(stored(5));
+    assert_eq!(payloads_of(&dropped), ["0"]);
+    assert_eq!(c.len(), 5);
+    c.connected(false);
+    assert_eq!(payloads(&sent(&mut c, 100)), ["1"]);
+    let (after, _) = c.needs_refill().unwrap();
+    assert_eq!(after, 2, "row of the last message held in memory");
+}
+
+#[cfg(feature = "persistence")]
+#[test]
+fn restored_counts_are_read_back_and_an_empty_answer_resets_them() {
+    let mut c = on_disk(10, 100);
+    c.restore_spilled(3, 300);
+    assert_eq!((c.len(), c.bytes()), (3, 300));
+    assert_eq!(c.needs_refill(), Some((0, 10)));
+    c.refilled(Vec::new());
+    assert_eq!((c.len(), c.bytes()), (0, 0));
+    assert_eq!(c.needs_refill(), None);
+}
+
+fn payloads_of(dropped: &[(Entry, DropReason)]) -> Vec<String> {
+    dropped
+        .iter()
+        .map(|(e, _)| String::from_utf8(e.message.payload.to_vec()).unwrap())
+        .collect()
 }
