@@ -15,7 +15,7 @@ use super::cache::{DropReason, Link};
 use super::dial::{dial, Stream};
 use super::{Bridge, LinkState};
 use crate::broker::{publish_from_bridge, Broker, Subscriber};
-use crate::config::{BridgeProtocol, MAX_PACKET_SIZE};
+use crate::config::{BridgeConfig, BridgeProtocol, LimitsConfig, MAX_PACKET_SIZE};
 use crate::mqtt::{
     decode, encode, ConnAck, Connect, Disconnect, Packet, Properties, ProtocolVersion, PubAck,
     Publish, QoS, RetainHandling, Subscribe, SubscriptionOptions, Will,
@@ -133,7 +133,8 @@ async fn handshake(bridge: &Bridge, broker: &Broker) -> Result<Connected, String
         inbound_qos2: HashSet::new(),
         backlog: None,
     };
-    c.push(&Packet::Connect(Box::new(connect_packet(bridge, broker))));
+    let connect = connect_packet(config, &broker.config.limits);
+    c.push(&Packet::Connect(Box::new(connect)));
     c.flush()
         .await
         .map_err(|e| format!("writing CONNECT: {e}"))?;
@@ -170,14 +171,27 @@ async fn handshake(bridge: &Bridge, broker: &Broker) -> Result<Connected, String
     Ok(c)
 }
 
-fn connect_packet(bridge: &Bridge, broker: &Broker) -> Connect {
-    let config = &bridge.config;
+/// The bridge's CONNECT. With MQTT 5 it asks for its session expiry, tells the upstream what
+/// this broker takes (Receive Maximum and Maximum Packet Size, its own limits; no topic
+/// aliases) and carries the configured user properties.
+fn connect_packet(config: &BridgeConfig, limits: &LimitsConfig) -> Connect {
     let v5 = config.protocol == BridgeProtocol::V5;
     let mut properties = Properties::default();
+    let mut will_properties = Properties::default();
     if v5 {
         properties.session_expiry_interval = Some(config.session_expiry_secs);
-        properties.receive_maximum = Some(broker.config.limits.receive_maximum);
-        properties.maximum_packet_size = Some(broker.config.limits.max_packet_size);
+        properties.receive_maximum = Some(limits.receive_maximum);
+        properties.maximum_packet_size = Some(limits.max_packet_size);
+        properties.user_properties = config
+            .user_properties
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        will_properties.will_delay_interval = config
+            .will
+            .as_ref()
+            .map(|w| w.delay_secs)
+            .filter(|d| *d > 0);
     }
     Connect {
         protocol: if v5 {
@@ -194,7 +208,7 @@ fn connect_packet(bridge: &Bridge, broker: &Broker) -> Connect {
             payload: Bytes::from(w.payload.clone()),
             qos: QoS::from_u8(w.qos).unwrap_or_default(),
             retain: w.retain,
-            properties: Properties::default(),
+            properties: will_properties,
         }),
         username: config.username.clone(),
         password: config.password.clone().map(Bytes::from),
@@ -516,6 +530,58 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::BridgeWillConfig;
+
+    fn config(protocol: BridgeProtocol) -> BridgeConfig {
+        BridgeConfig {
+            name: "cloud".into(),
+            protocol,
+            username: Some("edge".into()),
+            password: Some("secret".into()),
+            will: Some(BridgeWillConfig {
+                topic: "edge/status".into(),
+                payload: "offline".into(),
+                qos: 1,
+                retain: true,
+                delay_secs: 5,
+            }),
+            user_properties: [("site".to_owned(), "7".to_owned())].into(),
+            ..BridgeConfig::default()
+        }
+    }
+
+    #[test]
+    fn connect_carries_credentials_will_and_v5_properties() {
+        let limits = LimitsConfig::default();
+        let c = connect_packet(&config(BridgeProtocol::V5), &limits);
+        assert_eq!(c.protocol, ProtocolVersion::V5);
+        assert_eq!(c.client_id, "nanomq-bridge-cloud");
+        assert!(!c.clean_start);
+        assert_eq!(c.keep_alive, 60);
+        assert_eq!(c.username.as_deref(), Some("edge"));
+        assert_eq!(c.password.as_deref(), Some(&b"secret"[..]));
+        let p = &c.properties;
+        assert_eq!(p.session_expiry_interval, Some(3600));
+        assert_eq!(p.receive_maximum, Some(limits.receive_maximum));
+        assert_eq!(p.maximum_packet_size, Some(limits.max_packet_size));
+        assert_eq!(p.topic_alias_maximum, None, "no aliases from the upstream");
+        assert_eq!(p.user_properties, [("site".to_owned(), "7".to_owned())]);
+        let will = c.will.unwrap();
+        assert_eq!(
+            (will.topic.as_str(), &will.payload[..]),
+            ("edge/status", &b"offline"[..])
+        );
+        assert_eq!((will.qos, will.retain), (QoS::AtLeastOnce, true));
+        assert_eq!(will.properties.will_delay_interval, Some(5));
+    }
+
+    #[test]
+    fn a_v311_connect_has_no_properties() {
+        let c = connect_packet(&config(BridgeProtocol::V311), &LimitsConfig::default());
+        assert_eq!(c.protocol, ProtocolVersion::V311);
+        assert_eq!(c.properties, Properties::default());
+        assert_eq!(c.will.unwrap().properties, Properties::default());
+    }
 
     #[test]
     fn backoff_doubles_with_jitter_up_to_the_cap_and_resets() {

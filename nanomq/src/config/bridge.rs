@@ -2,6 +2,7 @@
 //! that forwards local messages up (`[[bridges.forwards]]`) and brings remote ones down
 //! (`[[bridges.subscriptions]]`), with an offline cache for what cannot go up yet.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -70,6 +71,9 @@ pub struct BridgeConfig {
     pub tls: Option<BridgeTlsConfig>,
     /// `[bridges.will]`: a will the upstream publishes if the bridge vanishes. Absent means none.
     pub will: Option<BridgeWillConfig>,
+    /// `[bridges.user_properties]`: MQTT 5 User Properties sent in CONNECT, to tell the
+    /// upstream (its auth hooks, its rules) which device this is. Empty means none.
+    pub user_properties: BTreeMap<String, String>,
     /// `[bridges.cache]`: bounds of the offline cache.
     pub cache: BridgeCacheConfig,
     /// `[[bridges.forwards]]`: local messages sent up.
@@ -96,6 +100,7 @@ impl Default for BridgeConfig {
             max_inflight: 32,
             tls: None,
             will: None,
+            user_properties: BTreeMap::new(),
             cache: BridgeCacheConfig::default(),
             forwards: Vec::new(),
             subscriptions: Vec::new(),
@@ -158,6 +163,9 @@ pub struct BridgeWillConfig {
     /// Publish the will retained.
     #[serde(default)]
     pub retain: bool,
+    /// MQTT 5 Will Delay Interval in seconds: a bridge back within it sends no will.
+    #[serde(default)]
+    pub delay_secs: u32,
 }
 
 /// `[bridges.cache]`: what the bridge keeps while the upstream cannot take it. With
@@ -283,6 +291,10 @@ pub(super) fn validate(bridges: &[BridgeConfig], max_levels: usize) -> Result<()
         if b.password.is_some() && b.username.is_none() && b.protocol == BridgeProtocol::V311 {
             let message = "MQTT 3.1.1 sends a password only with a user name".to_owned();
             return Err(invalid("password", message));
+        }
+        if b.protocol == BridgeProtocol::V311 && !b.user_properties.is_empty() {
+            let message = "\"3.1.1\" has no user properties: drop [bridges.user_properties]";
+            return Err(invalid("protocol", message.to_owned()));
         }
         let non_zero = [
             ("max_inflight", b.max_inflight == 0),

@@ -28,6 +28,7 @@ fn example_block_uncommented_is_valid() {
     assert_eq!(b.forwards[0].remote, "edge-0001/{topic}");
     assert_eq!(b.subscriptions[0].local, "commands/{3..}");
     assert!(b.tls.is_some() && b.will.is_some());
+    assert_eq!(b.user_properties["site"], "plant-7");
     let defaults = BridgeConfig::default();
     assert_eq!(b.cache, defaults.cache);
     assert_eq!(
@@ -137,6 +138,11 @@ fn validation_names_the_key_and_line() {
         (
             format!("{head}[bridges.tls]\nca = \"ca.pem\"\ncert = \"c.pem\"\n{forward}"),
             "bridges.tls[0].key",
+            4,
+        ),
+        (
+            format!("{head}protocol = \"3.1.1\"\n[bridges.user_properties]\na = \"b\"\n{forward}"),
+            "bridges[0].protocol",
             4,
         ),
         (
