@@ -198,25 +198,96 @@ def to_mosquitto_conf(cfg: dict, port: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ------------------------------------------------------------------ processes
+
+
+class LoggedProcess:
+    """A process the fixtures started, its stderr drained by a thread into `log_path`: how it
+    is stopped, reaped and its log read, for the broker under test and the upstream mosquitto
+    alike. Subclasses set `log_path` and start `proc` and `_drainer`."""
+
+    log_path: Path
+
+    def __init__(self):
+        self.proc: subprocess.Popen | None = None
+        self._log_lock = threading.Lock()
+        self._drainer: threading.Thread | None = None
+        self.returncode: int | None = None
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
+        """SIGTERM, wait up to `timeout`, then SIGKILL. Returns the exit code."""
+        if self.proc is None:
+            return self.returncode
+        if self.proc.poll() is None:
+            try:
+                self.proc.send_signal(signal.SIGTERM)
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._log_note(f"did not exit {timeout}s after SIGTERM; sending SIGKILL")
+                self.proc.kill()
+        return self._reap()
+
+    def kill(self) -> int | None:
+        if self.proc is None:
+            return self.returncode
+        if self.proc.poll() is None:
+            try:
+                self.proc.kill()
+            except ProcessLookupError:
+                pass
+        return self._reap()
+
+    def _reap(self) -> int | None:
+        try:
+            self.returncode = self.proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.returncode = None
+        if self._drainer:
+            self._drainer.join(2)
+        if self.proc.stderr:
+            self.proc.stderr.close()
+        return self.returncode
+
+    def is_running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def _log_note(self, text: str) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self._log_lock, open(self.log_path, "ab") as log:
+            log.write(f"[test fixture] {text}\n".encode())
+
+    def log_lines(self) -> list[str]:
+        with self._log_lock:
+            try:
+                return self.log_path.read_text("utf-8", "replace").splitlines()
+            except FileNotFoundError:
+                return []
+
+    def log_text(self, tail: int = 400) -> str:
+        lines = self.log_lines()
+        if not lines:
+            return "(no log)"
+        skipped = max(0, len(lines) - tail)
+        head = [f"... ({skipped} earlier lines in {self.log_path})"] if skipped else []
+        return "\n".join(head + lines[-tail:])
+
+
 # ------------------------------------------------------------------ broker
 
 
-class Broker:
+class Broker(LoggedProcess):
     """One broker process on 127.0.0.1 with a private directory and log file."""
 
     def __init__(self, workdir: Path, config: dict):
+        super().__init__()
         self.workdir = workdir
         self.config = config
         self.host = "127.0.0.1"
         self.port: int | None = None
         # (kind, port) per listener, in config order: what the broker logged.
         self.listeners: list[tuple[str, int]] = []
-        self.proc: subprocess.Popen | None = None
         self.log_path = workdir / "broker.log"
-        self._log_lock = threading.Lock()
         self._port_found = threading.Event()
-        self._drainer: threading.Thread | None = None
-        self.returncode: int | None = None
         # Arguments after `nanomq start --config FILE`.
         self.extra_args: list[str] = []
 
@@ -319,59 +390,6 @@ class Broker:
                         if len(self.listeners) >= self._expected_listeners():
                             self._port_found.set()
 
-    def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
-        """SIGTERM, wait up to `timeout`, then SIGKILL. Returns the exit code."""
-        if self.proc is None:
-            return self.returncode
-        if self.proc.poll() is None:
-            try:
-                self.proc.send_signal(signal.SIGTERM)
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._log_note(f"did not exit {timeout}s after SIGTERM; sending SIGKILL")
-                self.kill()
-        return self._reap()
-
-    def kill(self) -> int | None:
-        if self.proc is None:
-            return self.returncode
-        if self.proc.poll() is None:
-            try:
-                self.proc.kill()
-            except ProcessLookupError:
-                pass
-        return self._reap()
-
-    def _reap(self) -> int | None:
-        try:
-            self.returncode = self.proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.returncode = None
-        if self._drainer:
-            self._drainer.join(2)
-        if self.proc.stderr:
-            self.proc.stderr.close()
-        return self.returncode
-
-    def is_running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    # -- logs
-
-    def _log_note(self, text: str) -> None:
-        with self._log_lock, open(self.log_path, "ab") as log:
-            log.write(f"[test fixture] {text}\n".encode())
-
-    def log_text(self, tail: int = 400) -> str:
-        with self._log_lock:
-            try:
-                lines = self.log_path.read_text("utf-8", "replace").splitlines()
-            except FileNotFoundError:
-                return "(no log)"
-        skipped = max(0, len(lines) - tail)
-        head = [f"... ({skipped} earlier lines in {self.log_path})"] if skipped else []
-        return "\n".join(head + lines[-tail:])
-
     def __repr__(self) -> str:
         return f"<{BROKER} {self.host}:{self.port}>"
 
@@ -401,7 +419,7 @@ def broker(broker_factory) -> Broker:
 # ------------------------------------------------------------------ upstream mosquitto
 
 
-class Mosquitto:
+class Mosquitto(LoggedProcess):
     """Debian's mosquitto as an upstream ("cloud") broker for the bridge tests, whatever
     BROKER says: a plain listener on `port` and, with `tls`, a TLS listener on `tls_port`, both
     on 127.0.0.1 and picked once, so stop() / start() brings it back on the same ports.
@@ -418,6 +436,7 @@ class Mosquitto:
 
     def __init__(self, workdir: Path, tls: dict | None = None, users: dict | None = None,
                  persistence: bool = False, extra_conf: list[str] | None = None):
+        super().__init__()
         self.workdir = workdir
         self.host = "127.0.0.1"
         self.port = free_port()
@@ -428,12 +447,8 @@ class Mosquitto:
         self.users = dict(users or {})
         self.persistence = persistence
         self.extra_conf = list(extra_conf or [])
-        self.proc: subprocess.Popen | None = None
         self.log_path = workdir / "mosquitto.log"
         self.conf_path = workdir / "mosquitto.conf"
-        self._log_lock = threading.Lock()
-        self._drainer: threading.Thread | None = None
-        self.returncode: int | None = None
         self.starts = 0
 
     @property
@@ -530,69 +545,18 @@ class Mosquitto:
             with self._log_lock, open(self.log_path, "ab") as log:
                 log.write(raw_line)
 
-    def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
-        """SIGTERM (mosquitto saves its persistence file), then SIGKILL after `timeout`."""
-        if self.proc is None:
-            return self.returncode
-        if self.proc.poll() is None:
-            try:
-                self.proc.send_signal(signal.SIGTERM)
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._log_note(f"did not exit {timeout}s after SIGTERM; sending SIGKILL")
-                self.proc.kill()
-        return self._reap()
-
-    def kill(self) -> int | None:
-        if self.proc is None:
-            return self.returncode
-        if self.proc.poll() is None:
-            try:
-                self.proc.kill()
-            except ProcessLookupError:
-                pass
-        return self._reap()
-
     def _reap(self) -> int | None:
-        try:
-            self.returncode = self.proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.returncode = None
-        if self._drainer:
-            self._drainer.join(2)
-        if self.proc.stderr:
-            self.proc.stderr.close()
-        self._log_note(f"exited with code {self.returncode}")
+        """Reaped and forgotten, so start() can run it again (SIGTERM saves its persistence
+        file; kill() loses what was not saved)."""
+        code = super()._reap()
+        self._log_note(f"exited with code {code}")
         self.proc = None
-        return self.returncode
-
-    def is_running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def _log_note(self, text: str) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        with self._log_lock, open(self.log_path, "ab") as log:
-            log.write(f"[test fixture] {text}\n".encode())
-
-    def log_lines(self) -> list[str]:
-        with self._log_lock:
-            try:
-                return self.log_path.read_text("utf-8", "replace").splitlines()
-            except FileNotFoundError:
-                return []
+        return code
 
     def count_log(self, pattern: str) -> int:
         """Log lines (every start so far) matching the regular expression `pattern`."""
         rx = re.compile(pattern)
         return sum(1 for line in self.log_lines() if rx.search(line))
-
-    def log_text(self, tail: int = 400) -> str:
-        lines = self.log_lines()
-        if not lines:
-            return "(no log)"
-        skipped = max(0, len(lines) - tail)
-        head = [f"... ({skipped} earlier lines in {self.log_path})"] if skipped else []
-        return "\n".join(head + lines[-tail:])
 
     def __repr__(self) -> str:
         return f"<upstream mosquitto {self.host}:{self.port}>"
