@@ -357,30 +357,42 @@ pub(super) fn validate(bridges: &[BridgeConfig], max_levels: usize) -> Result<()
                 message: "0 is below the minimum of 1".into(),
             });
         }
-        for f in &b.forwards {
-            check_route(&f.filter, &f.remote, f.qos, max_levels).map_err(|(key, message)| {
-                InvalidValue {
-                    table: "bridges.forwards",
-                    index: Some(forwards),
-                    key: if key == "template" { "remote" } else { key },
-                    message: format!("bridge {:?}: {message}", b.name),
-                }
-            })?;
-            forwards += 1;
-        }
-        for s in &b.subscriptions {
-            check_route(&s.filter, &s.local, s.qos, max_levels).map_err(|(key, message)| {
-                InvalidValue {
-                    table: "bridges.subscriptions",
-                    index: Some(subscriptions),
-                    key: if key == "template" { "local" } else { key },
-                    message: format!("bridge {:?}: {message}", b.name),
-                }
-            })?;
-            subscriptions += 1;
-        }
+        let forward_routes = b.forwards.iter().map(|f| (&*f.filter, &*f.remote, f.qos));
+        forwards += check_routes(&b.name, FORWARDS, forwards, forward_routes, max_levels)?;
+        let downlinks = b
+            .subscriptions
+            .iter()
+            .map(|s| (&*s.filter, &*s.local, s.qos));
+        subscriptions +=
+            check_routes(&b.name, SUBSCRIPTIONS, subscriptions, downlinks, max_levels)?;
     }
     Ok(())
+}
+
+/// Forwards and subscriptions: their table, and the key of their template.
+const FORWARDS: (&str, &str) = ("bridges.forwards", "remote");
+const SUBSCRIPTIONS: (&str, &str) = ("bridges.subscriptions", "local");
+
+/// Checks one bridge's forwards or subscriptions (filter, template, QoS), numbered from `first`
+/// across the file; returns how many there were.
+fn check_routes<'a>(
+    bridge: &str,
+    (table, template_key): (&'static str, &'static str),
+    first: usize,
+    routes: impl Iterator<Item = (&'a str, &'a str, u8)>,
+    max_levels: usize,
+) -> Result<usize, InvalidValue> {
+    let mut count = 0;
+    for (filter, template, qos) in routes {
+        check_route(filter, template, qos, max_levels).map_err(|(key, message)| InvalidValue {
+            table,
+            index: Some(first + count),
+            key: if key == "template" { template_key } else { key },
+            message: format!("bridge {bridge:?}: {message}"),
+        })?;
+        count += 1;
+    }
+    Ok(count)
 }
 
 /// A forward's or subscription's filter, template and QoS.
