@@ -137,7 +137,7 @@ pub async fn serve(
         tokio::spawn(listener.accept_loop(broker.clone(), alive_tx.clone()));
     }
     #[cfg(feature = "bridge")]
-    start_bridges(&broker);
+    start_bridges(&broker, &alive_tx);
     tokio::spawn(sys::publish_loop(broker.clone()));
     tokio::spawn(keepalive::sweep_loop(broker.clone()));
     let router = broker.health.register("router");
@@ -189,9 +189,11 @@ pub(crate) struct Broker {
     pub(crate) bridges: Vec<Arc<crate::bridge::Bridge>>,
 }
 
-/// Puts each bridge's forwards in the subscription tree and starts its uplink task.
+/// Puts each bridge's forwards in the subscription tree and starts its uplink task, which
+/// shutdown waits for like a connection (it says DISCONNECT and hands its last
+/// acknowledgements to the state database before it is closed).
 #[cfg(feature = "bridge")]
-fn start_bridges(broker: &Arc<Broker>) {
+fn start_bridges(broker: &Arc<Broker>, alive: &mpsc::Sender<()>) {
     for bridge in &broker.bridges {
         for (filter, options, id) in bridge.local_subscriptions() {
             let subscription = crate::router::Subscription {
@@ -201,7 +203,11 @@ fn start_bridges(broker: &Arc<Broker>) {
             };
             broker.subscriptions.subscribe(&filter, subscription);
         }
-        tokio::spawn(crate::bridge::run(bridge.clone(), broker.clone()));
+        let (bridge, broker, alive) = (bridge.clone(), broker.clone(), alive.clone());
+        tokio::spawn(async move {
+            crate::bridge::run(bridge, broker).await;
+            drop(alive);
+        });
     }
 }
 
