@@ -108,6 +108,8 @@ pub(crate) struct Written {
     pub(crate) bytes: u64,
     /// Of them, sent again after a reconnect.
     pub(crate) resent: u64,
+    /// Sent at QoS 0: done with, their rows (if any) can go.
+    pub(crate) done: Vec<Entry>,
     /// Entries dropped instead of sent.
     pub(crate) dropped: Vec<(Entry, DropReason)>,
 }
@@ -344,13 +346,18 @@ impl Cache {
                     continue;
                 }
             };
+            if e.qos > link.max_qos {
+                e.qos = link.max_qos;
+                e.packet_id = 0;
+                e.resend = false;
+            }
             if e.qos != QoS::AtMostOnce && e.packet_id == 0 {
                 e.packet_id = self.next_packet_id();
             }
             let publish = OutgoingPublish {
                 dup: e.resend,
                 qos: e.qos,
-                retain: e.retain,
+                retain: e.retain && link.retain_available,
                 topic: &e.topic,
                 packet_id: e.packet_id,
                 topic_alias: None,
@@ -371,6 +378,7 @@ impl Cache {
             e.resend = false;
             if e.qos == QoS::AtMostOnce {
                 self.bytes -= e.size();
+                w.done.push(e);
             } else {
                 self.in_flight.push_back(e);
             }
@@ -440,6 +448,10 @@ pub(crate) struct Link {
     pub(crate) max_packet_size: usize,
     /// Bytes to encode per turn before writing.
     pub(crate) budget: usize,
+    /// The upstream's Maximum QoS (AWS IoT, for one, takes no QoS 2): higher goes down to it.
+    pub(crate) max_qos: QoS,
+    /// Whether the upstream takes retained messages; if not, RETAIN is cleared.
+    pub(crate) retain_available: bool,
 }
 
 #[cfg(test)]

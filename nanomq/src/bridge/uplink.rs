@@ -125,6 +125,8 @@ async fn handshake(bridge: &Bridge, broker: &Broker) -> Result<Connected, String
             window: config.max_inflight.into(),
             max_packet_size: MAX_PACKET_SIZE as usize,
             budget: WRITE_BUDGET,
+            max_qos: QoS::ExactlyOnce,
+            retain_available: true,
         },
         max_incoming,
         keep_alive: Duration::from_secs(config.keepalive_secs.into()),
@@ -251,6 +253,10 @@ impl Connected {
         if let Some(secs) = p.server_keep_alive {
             self.keep_alive = Duration::from_secs(secs.into());
         }
+        if let Some(qos) = p.maximum_qos.and_then(QoS::from_u8) {
+            self.link.max_qos = qos;
+        }
+        self.link.retain_available = p.retain_available != Some(0);
     }
 
     fn push(&mut self, packet: &Packet) {
@@ -303,6 +309,7 @@ impl Connected {
                 stats.messages_sent.fetch_add(written.published, Relaxed);
                 stats.bytes_sent.fetch_add(written.bytes, Relaxed);
                 stats.resent.fetch_add(written.resent, Relaxed);
+                bridge.forget(&written.done);
                 bridge.count_drops(written.dropped);
             }
             let ping_at = match self.ping_sent {

@@ -35,6 +35,8 @@ fn link(window: usize) -> Link {
         window,
         max_packet_size: 1 << 20,
         budget: 1 << 20,
+        max_qos: QoS::ExactlyOnce,
+        retain_available: true,
     }
 }
 
@@ -323,4 +325,31 @@ fn payloads_of(dropped: &[(Entry, DropReason)]) -> Vec<String> {
         .iter()
         .map(|(e, _)| String::from_utf8(e.message.payload.to_vec()).unwrap())
         .collect()
+}
+
+#[test]
+fn the_upstreams_maximum_qos_and_retain_availability_are_respected() {
+    let mut c = cache(BridgeCacheConfig::default());
+    c.connected(false);
+    let mut two = entry(0, QoS::ExactlyOnce);
+    two.retain = true;
+    two.row = 7;
+    c.push(two);
+    c.push(entry(1, QoS::AtLeastOnce));
+    let capped = Link {
+        max_qos: QoS::AtMostOnce,
+        retain_available: false,
+        ..link(10)
+    };
+    let mut out = BytesMut::new();
+    let w = c.write(&capped, Instant::now(), &mut out);
+    assert_eq!(w.published, 2);
+    assert_eq!(w.done.iter().map(|e| e.row).collect::<Vec<_>>(), [7, 0]);
+    assert!(
+        c.is_empty(),
+        "sent at QoS 0: nothing waits for an acknowledgement"
+    );
+    while let Some(Packet::Publish(p)) = decode(&mut out, ProtocolVersion::V5, u32::MAX).unwrap() {
+        assert_eq!((p.qos, p.retain, p.packet_id), (QoS::AtMostOnce, false, 0));
+    }
 }
