@@ -41,6 +41,9 @@ pub(crate) async fn run(bridge: Arc<Bridge>, broker: Arc<Broker>) {
     let me = Subscriber::Bridge(bridge.clone());
     let config = &bridge.config;
     let mut backoff = Backoff::new(config.reconnect_min_ms, config.reconnect_max_ms);
+    // Inbound QoS 2 packet ids awaiting PUBREL outlive a connection whose session the upstream
+    // keeps: a PUBLISH it sends again after a reconnect is not routed twice.
+    let mut inbound_qos2 = HashSet::new();
     let connect_timeout = Duration::from_secs(config.connect_timeout_secs);
     loop {
         bridge.set_state(LinkState::Connecting);
@@ -52,7 +55,11 @@ pub(crate) async fn run(bridge: Arc<Bridge>, broker: Arc<Broker>) {
         let failure = match outcome {
             Ok(Ok(mut link)) => {
                 backoff.reset();
+                if link.session_present {
+                    link.inbound_qos2 = std::mem::take(&mut inbound_qos2);
+                }
                 let ended = link.serve(&bridge, &broker, &me, &mut stop).await;
+                inbound_qos2 = std::mem::take(&mut link.inbound_qos2);
                 let dropped = bridge.cache().disconnected();
                 bridge.count_drops(dropped);
                 match ended {
@@ -101,6 +108,8 @@ struct Connected {
     ping_sent: Option<Instant>,
     /// Inbound QoS 2 packet ids awaiting PUBREL.
     inbound_qos2: HashSet<u16>,
+    /// The upstream kept the session of the previous connection.
+    session_present: bool,
     /// Messages the cache held when the link came up, and when: logged once all are gone.
     backlog: Option<(usize, Instant)>,
 }
@@ -133,6 +142,7 @@ async fn handshake(bridge: &Bridge, broker: &Broker) -> Result<Connected, String
         last_sent: Instant::now(),
         ping_sent: None,
         inbound_qos2: HashSet::new(),
+        session_present: false,
         backlog: None,
     };
     let connect = connect_packet(config, &broker.config.limits);
@@ -152,6 +162,7 @@ async fn handshake(bridge: &Bridge, broker: &Broker) -> Result<Connected, String
         ));
     }
     c.apply_connack(&ack);
+    c.session_present = ack.session_present;
     let backlog = {
         let mut cache = bridge.cache();
         cache.connected(ack.session_present);

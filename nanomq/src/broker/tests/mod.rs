@@ -2,9 +2,11 @@
 //! delay, session expiry) are checked exactly and instantly over real loopback sockets.
 //! `limits` checks every configured limit and capability switch the same way; `auth` the
 //! password file and the ACL; `scram` enhanced authentication; `http_auth` the HTTP auth
-//! service, against a real HTTP server.
+//! service, against a real HTTP server; `bridge` bridges against a scripted upstream.
 
 mod auth;
+#[cfg(feature = "bridge")]
+mod bridge;
 mod http_auth;
 mod limits;
 mod scram;
