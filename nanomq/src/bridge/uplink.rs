@@ -21,6 +21,7 @@ use crate::mqtt::{
     Publish, QoS, RetainHandling, Subscribe, SubscriptionOptions, Will,
 };
 use crate::router::matches;
+use crate::store::Ticket;
 
 /// Bytes encoded per turn before they are written.
 const WRITE_BUDGET: usize = 64 * 1024;
@@ -371,6 +372,10 @@ impl Connected {
         broker: &Broker,
         me: &Subscriber,
     ) -> Result<(), String> {
+        // Acknowledgements of what came down, held in order until what routing stored for
+        // them is durable (under `sync = "always"`): one wait for the whole read.
+        let mut held = Vec::new();
+        let mut durable_at = None;
         while let Some(packet) = self.parse()? {
             match packet {
                 Packet::PubAck(ack) => self.acknowledged(bridge, ack, false),
@@ -390,7 +395,11 @@ impl Connected {
                         bridge.count_drops(vec![(entry, DropReason::Refused(rec.reason))]);
                     }
                 }
-                Packet::Publish(p) => self.downlink(bridge, broker, me, p).await?,
+                Packet::Publish(p) => {
+                    let (ack, ticket) = self.downlink(bridge, broker, me, p)?;
+                    held.extend(ack);
+                    durable_at = durable_at.max(ticket);
+                }
                 Packet::PubRel(rel) => {
                     self.inbound_qos2.remove(&rel.packet_id);
                     let comp = PubAck {
@@ -418,6 +427,12 @@ impl Connected {
                 }
                 other => return Err(format!("unexpected {} from upstream", other.name())),
             }
+        }
+        if let (Some(ticket), Some(store)) = (durable_at, &broker.store) {
+            std::future::poll_fn(|cx| store.poll_durable(ticket, cx)).await;
+        }
+        for ack in &held {
+            self.push(ack);
         }
         Ok(())
     }
@@ -457,15 +472,16 @@ impl Connected {
         }
     }
 
-    /// A PUBLISH from the upstream: renamed by the first downlink whose filter matches, routed
-    /// locally, and acknowledged once what routing stored is durable (as for a client).
-    async fn downlink(
+    /// A PUBLISH from the upstream: renamed by the first downlink whose filter matches and
+    /// routed locally. Returns its acknowledgement, and the ticket that must be durable first
+    /// (what routing stored, under `sync = "always"`), as for a client.
+    fn downlink(
         &mut self,
         bridge: &Bridge,
         broker: &Broker,
         me: &Subscriber,
         p: Publish,
-    ) -> Result<(), String> {
+    ) -> Result<(Option<Packet>, Option<Ticket>), String> {
         if p.properties.topic_alias.is_some() {
             return Err("upstream used a topic alias, which the bridge does not allow".into());
         }
@@ -476,6 +492,7 @@ impl Connected {
             .fetch_add(p.payload.len() as u64, Relaxed);
         let (qos, packet_id) = (p.qos, p.packet_id);
         let fresh = qos != QoS::ExactlyOnce || self.inbound_qos2.insert(packet_id);
+        let mut wait = None;
         let downlink = bridge
             .downlinks
             .iter()
@@ -487,22 +504,21 @@ impl Connected {
                 Arc::from(d.template.apply(&p.topic))
             };
             let routed = publish_from_bridge(broker, me, topic, p);
-            if let (Some(ticket), Some(store)) = (routed.stored, &broker.store) {
-                if qos != QoS::AtMostOnce && store.acks_wait() {
-                    std::future::poll_fn(|cx| store.poll_durable(ticket, cx)).await;
-                }
+            let waits = broker.store.as_ref().is_some_and(|s| s.acks_wait());
+            if qos != QoS::AtMostOnce && waits {
+                wait = routed.stored;
             }
         }
         let ack = PubAck {
             packet_id,
             ..PubAck::default()
         };
-        match qos {
-            QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => self.push(&Packet::PubAck(ack)),
-            QoS::ExactlyOnce => self.push(&Packet::PubRec(ack)),
-        }
-        Ok(())
+        let ack = match qos {
+            QoS::AtMostOnce => None,
+            QoS::AtLeastOnce => Some(Packet::PubAck(ack)),
+            QoS::ExactlyOnce => Some(Packet::PubRec(ack)),
+        };
+        Ok((ack, wait))
     }
 }
 
