@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import queue
 import re
+import signal
 import ssl
 import threading
 import time
@@ -28,7 +29,7 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from conftest import V311, Broker, Mosquitto, unique
+from conftest import V311, Broker, Mosquitto, to_toml, unique
 from pki import Pki
 
 pytestmark = pytest.mark.nanomq_only("bridges")
@@ -786,3 +787,49 @@ def test_refused_credentials_backoff_and_local_service(broker_factory, upstream_
     assert one(sub, "local/x").payload == b"plain"
     pub.publish("a/x", b"bridged topic", qos=1)
     assert one(sub, "a/x").payload == b"bridged topic"
+
+
+# ------------------------------------------------------------------ reload
+
+
+def test_reload_changes_adds_and_removes_bridges(broker_factory, upstream_factory,
+                                                 client_factory):
+    """SIGHUP with a new [[bridges]]: a changed bridge hands its cache over (what it cached
+    keeps its old remote topic, what comes after gets the new one), a new bridge connects, a
+    removed one disconnects; local clients stay connected throughout."""
+    up1 = upstream_factory(persistence=True)
+    up2 = upstream_factory()
+    collector = Collector(client_factory, up1, "#")
+    local = broker_factory({"bridges": [
+        bridge("a", up1, forwards=[{"filter": "s/#", "remote": "one/{topic}", "qos": 1}]),
+        bridge("gone", up2, forwards=[{"filter": "g/#", "qos": 1}]),
+    ]})
+    wait_connected(local, "a", up1)
+    wait_connected(local, "gone", up2)
+    pub = client_factory(local, unique("pub"))
+    up1.stop()
+    wait_until(lambda: log_count(local, warn_pattern("a")) >= 1, 10, "bridge a sees the outage")
+    pub.publish("s/x", b"before", qos=1)
+
+    local.config["bridges"] = [
+        bridge("a", up1, forwards=[{"filter": "s/#", "remote": "two/{topic}", "qos": 1}]),
+        bridge("new", up2, forwards=[{"filter": "n/#", "qos": 1}]),
+    ]
+    (local.workdir / "nanomq.toml").write_text(to_toml(local.config))
+    local.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: log_count(local, r"bridges reloaded: changed a, added new, removed gone"),
+               10, "the reload's summary")
+    wait_connected(local, "new", up2)
+    wait_until(lambda: up2.count_log(r"Received DISCONNECT from nanomq-bridge-gone"), 10,
+               "the removed bridge disconnects")
+    pub.publish("s/x", b"after", qos=1)
+
+    up1.start()
+    collector.reconnect()
+    wait_connected(local, "a", up1)
+
+    def arrived():
+        return [(m.topic, m.payload) for m in collector.messages()]
+    wait_until(lambda: len(arrived()) >= 2, 15, "both messages at the upstream")
+    assert arrived()[:2] == [("one/s/x", b"before"), ("two/s/x", b"after")], arrived()
+    assert pub.is_connected(), "the reload dropped a local client"

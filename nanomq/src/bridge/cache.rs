@@ -270,6 +270,18 @@ impl Cache {
         }
     }
 
+    /// Takes over everything `old` holds (a reload replaced its bridge), ahead of anything
+    /// here: what was in flight on the old link goes first again, as new messages.
+    pub(crate) fn adopt(&mut self, mut old: Cache) {
+        old.connected(false);
+        old.waiting.extend(self.waiting.drain(..));
+        self.waiting = old.waiting;
+        self.bytes += old.bytes;
+        self.spilled.messages += old.spilled.messages;
+        self.spilled.bytes += old.spilled.bytes;
+        self.spilled.after_row = self.spilled.after_row.max(old.spilled.after_row);
+    }
+
     /// A connection to the upstream is up. What was in flight goes first, in its original
     /// order: as a resend under its packet id when the upstream kept the session, as new
     /// messages when it did not.

@@ -11,20 +11,22 @@
 
 pub(crate) mod cache;
 mod dial;
+mod set;
 pub mod template;
 mod uplink;
 
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use portable_atomic::AtomicU64;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 use crate::config::{BridgeConfig, ForwardConfig, SubscriptionConfig};
 use crate::mqtt::{QoS, RetainHandling, SubscriptionOptions};
 use crate::session::Outgoing;
 use crate::store::{Store, Ticket};
 use cache::{Cache, DropReason, Entry};
+pub use set::BridgeSet;
 pub use template::{TemplateError, TopicTemplate};
 pub(crate) use uplink::run;
 
@@ -98,6 +100,11 @@ pub struct Bridge {
     pub stats: BridgeStats,
     /// Where QoS 1/2 messages are kept until acknowledged; None keeps them in memory only.
     store: Option<Arc<Store>>,
+    /// Set by a reload that replaced this bridge: its cache went there, and so does whatever
+    /// the router still hands this one.
+    successor: OnceLock<Arc<Bridge>>,
+    /// True once a reload removed or replaced this bridge: its uplink disconnects.
+    retired: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for Bridge {
@@ -140,6 +147,8 @@ impl Bridge {
             last_error: Mutex::new(String::new()),
             stats: BridgeStats::default(),
             store,
+            successor: OnceLock::new(),
+            retired: watch::Sender::new(false),
         })
     }
 
@@ -177,8 +186,16 @@ impl Bridge {
         } else {
             Arc::from(forward.template.apply(local))
         };
-        let mut entry = Entry::new(topic, item.message, item.qos, item.retain);
+        self.take(Entry::new(topic, item.message, item.qos, item.retain))
+    }
+
+    /// Puts an entry in the cache (or the successor's, after a reload replaced this bridge).
+    fn take(&self, mut entry: Entry) -> Option<Ticket> {
         let mut cache = self.cache();
+        if let Some(successor) = self.successor.get() {
+            drop(cache);
+            return successor.take(entry);
+        }
         // Appended under the cache lock: rows follow the cache's order.
         let ticket = match &self.store {
             Some(store) if entry.qos != QoS::AtMostOnce => {
@@ -201,6 +218,47 @@ impl Bridge {
         self.count_drops(dropped);
         self.wake.notify_one();
         ticket.filter(|_| kept)
+    }
+
+    /// Hands this bridge's cache to `new`, its replacement with a reloaded config: under both
+    /// cache locks, so nothing the router gives this bridge meanwhile is lost or reordered.
+    fn hand_over(&self, new: &Arc<Bridge>) {
+        let mut mine = self.cache();
+        let mut theirs = new.cache();
+        if self.successor.set(new.clone()).is_ok() {
+            let empty = Cache::new(self.config.cache.clone(), self.store.is_some());
+            theirs.adopt(std::mem::replace(&mut *mine, empty));
+        }
+    }
+
+    /// Tells the uplink to disconnect: a reload removed or replaced this bridge.
+    fn retire(&self) {
+        self.retired.send_replace(true);
+    }
+
+    /// A resolved future once [`Bridge::retire`] was called.
+    async fn retired(&self) {
+        let mut retired = self.retired.subscribe();
+        let _ = retired.wait_for(|r| *r).await;
+    }
+
+    /// Drops everything cached, from memory and from the state database: a reload removed
+    /// this bridge.
+    fn forget_cache(&self) {
+        let (messages, _) = self.cached();
+        let empty = Cache::new(self.config.cache.clone(), self.store.is_some());
+        drop(std::mem::replace(&mut *self.cache(), empty));
+        if let Some(store) = &self.store {
+            store.bridge_forget(&self.name);
+        }
+        if messages > 0 {
+            tracing::warn!(
+                bridge = %self.name,
+                messages,
+                "bridge {} removed by a reload: its {messages} cached messages are dropped",
+                self.name
+            );
+        }
     }
 
     /// Counts what the state database held for this bridge at start (read back as needed).

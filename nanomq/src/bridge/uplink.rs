@@ -51,7 +51,7 @@ pub(crate) async fn run(bridge: Arc<Bridge>, broker: Arc<Broker>) {
         let attempt = timeout(connect_timeout, handshake(&bridge, &broker));
         let outcome = tokio::select! {
             outcome = attempt => outcome,
-            _ = stopped(&mut stop) => return,
+            _ = stopped(&mut stop, &bridge) => return,
         };
         let failure = match outcome {
             Ok(Ok(mut link)) => {
@@ -85,14 +85,17 @@ pub(crate) async fn run(bridge: Arc<Bridge>, broker: Arc<Broker>) {
         bridge.set_state(LinkState::BackingOff);
         tokio::select! {
             _ = sleep(wait) => {}
-            _ = stopped(&mut stop) => return,
+            _ = stopped(&mut stop, &bridge) => return,
         }
     }
 }
 
-/// Resolves once the broker is shutting down.
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
+/// Resolves once the broker is shutting down, or a reload retired the bridge.
+async fn stopped(stop: &mut watch::Receiver<bool>, bridge: &Bridge) {
+    tokio::select! {
+        _ = stop.wait_for(|s| *s) => {}
+        _ = bridge.retired() => {}
+    }
 }
 
 /// A connected link to the upstream.
@@ -330,7 +333,7 @@ impl Connected {
             };
             let keepalive = !self.keep_alive.is_zero();
             tokio::select! {
-                _ = stopped(stop) => {
+                _ = stopped(stop, bridge) => {
                     self.wbuf.clear();
                     self.push(&Packet::Disconnect(Disconnect::default()));
                     let _ = timeout(GOODBYE, self.flush()).await;

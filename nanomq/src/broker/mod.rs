@@ -89,15 +89,41 @@ pub enum BrokerError {
     Bridge(#[from] crate::bridge::TemplateError),
 }
 
-/// Serves MQTT on bound listeners until `shutdown` resolves, then shuts down gracefully. `auth`
-/// checks CONNECTs and holds the ACL, `limits` the limits a reload changes; the caller keeps
-/// clones of both to reload them. Every accept loop and the router register with `health`,
-/// which the watchdog reads. `state` is the state database with what it held (None: memory
-/// only); it is closed, everything committed, once the last connection is gone.
+/// What a reload changes while the broker runs. The caller of [`serve`] keeps a clone and
+/// reloads through it: `auth` checks CONNECTs and holds the ACL (its files are read again),
+/// `limits` are read at accept and CONNECT, and `bridges` are started, replaced or stopped by
+/// name.
+#[derive(Clone)]
+pub struct Live {
+    /// The password file, the ACL and the HTTP auth service.
+    pub auth: Arc<Authenticator>,
+    /// The limits applied live.
+    pub limits: Arc<LiveLimits>,
+    /// The running bridges.
+    #[cfg(feature = "bridge")]
+    pub bridges: Arc<crate::bridge::BridgeSet>,
+}
+
+impl Live {
+    /// The live parts of `config`, with `auth` loaded from it; bridges start with [`serve`].
+    pub fn new(config: &Config, auth: Arc<Authenticator>) -> Live {
+        Live {
+            auth,
+            limits: Arc::new(LiveLimits::new(config)),
+            #[cfg(feature = "bridge")]
+            bridges: Arc::default(),
+        }
+    }
+}
+
+/// Serves MQTT on bound listeners until `shutdown` resolves, then shuts down gracefully. `live`
+/// is what a reload changes; the caller keeps a clone to reload it. Every accept loop and the
+/// router register with `health`, which the watchdog reads. `state` is the state database with
+/// what it held (None: memory only); it is closed, everything committed, once the last
+/// connection is gone.
 pub async fn serve(
     config: Config,
-    auth: Arc<Authenticator>,
-    limits: Arc<LiveLimits>,
+    live: Live,
     listeners: Vec<Listener>,
     health: Arc<Health>,
     state: Option<Opened>,
@@ -115,12 +141,9 @@ pub async fn serve(
     #[cfg(not(feature = "persistence"))]
     let store = state.map(|o| match o {});
     #[cfg(feature = "bridge")]
-    let bridges = crate::bridge::from_config(&config.bridges, store.as_ref())?;
-    let broker = Arc::new(Broker {
-        #[cfg(feature = "bridge")]
-        bridges,
-        ..Broker::new(config, auth, health, limits, store, stop_rx)
-    });
+    live.bridges
+        .install(crate::bridge::from_config(&config.bridges, store.as_ref())?);
+    let broker = Arc::new(Broker::new(config, &live, health, store, stop_rx));
     #[cfg(feature = "persistence")]
     if let Some(restored) = restored {
         persist::restore(&broker, restored);
@@ -137,7 +160,7 @@ pub async fn serve(
         tokio::spawn(listener.accept_loop(broker.clone(), alive_tx.clone()));
     }
     #[cfg(feature = "bridge")]
-    start_bridges(&broker, &alive_tx);
+    broker.bridges.start(&broker, &alive_tx);
     tokio::spawn(sys::publish_loop(broker.clone()));
     tokio::spawn(keepalive::sweep_loop(broker.clone()));
     let router = broker.health.register("router");
@@ -148,6 +171,8 @@ pub async fn serve(
     shutdown.await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
+    #[cfg(feature = "bridge")]
+    broker.bridges.close();
     // Connections still in their handshake see the flag; attached ones are kicked.
     broker
         .sessions
@@ -184,31 +209,10 @@ pub(crate) struct Broker {
     pub(crate) limits: Arc<LiveLimits>,
     /// The state database; None keeps everything in memory.
     pub(crate) store: Option<Arc<Store>>,
-    /// Uplinks to cloud brokers.
+    /// Uplinks to cloud brokers; shutdown waits for their tasks like for connections (each
+    /// says DISCONNECT and hands its last acknowledgements to the state database first).
     #[cfg(feature = "bridge")]
-    pub(crate) bridges: Vec<Arc<crate::bridge::Bridge>>,
-}
-
-/// Puts each bridge's forwards in the subscription tree and starts its uplink task, which
-/// shutdown waits for like a connection (it says DISCONNECT and hands its last
-/// acknowledgements to the state database before it is closed).
-#[cfg(feature = "bridge")]
-fn start_bridges(broker: &Arc<Broker>, alive: &mpsc::Sender<()>) {
-    for bridge in &broker.bridges {
-        for (filter, options, id) in bridge.local_subscriptions() {
-            let subscription = crate::router::Subscription {
-                subscriber: Subscriber::Bridge(bridge.clone()),
-                options,
-                identifier: Some(id),
-            };
-            broker.subscriptions.subscribe(&filter, subscription);
-        }
-        let (bridge, broker, alive) = (bridge.clone(), broker.clone(), alive.clone());
-        tokio::spawn(async move {
-            crate::bridge::run(bridge, broker).await;
-            drop(alive);
-        });
-    }
+    pub(crate) bridges: Arc<crate::bridge::BridgeSet>,
 }
 
 impl Broker {
@@ -219,9 +223,8 @@ impl Broker {
 
     fn new(
         config: Config,
-        auth: Arc<Authenticator>,
+        live: &Live,
         health: Arc<Health>,
-        limits: Arc<LiveLimits>,
         store: Option<Arc<Store>>,
         stop: watch::Receiver<bool>,
     ) -> Self {
@@ -248,13 +251,13 @@ impl Broker {
             started: Instant::now(),
             stop,
             connect_rate: admission::ConnectRate::default(),
-            limits,
+            limits: live.limits.clone(),
             config,
-            auth,
+            auth: live.auth.clone(),
             health,
             store,
             #[cfg(feature = "bridge")]
-            bridges: Vec::new(),
+            bridges: live.bridges.clone(),
         }
     }
 }

@@ -68,7 +68,7 @@ fn restore_bridge_caches(broker: &Broker, cached: Vec<(String, u64, u64)>) -> u6
     let mut restored = 0;
     for (name, messages, bytes) in cached {
         #[cfg(feature = "bridge")]
-        if let Some(bridge) = broker.bridges.iter().find(|b| *b.name == *name) {
+        if let Some(bridge) = broker.bridges.running().iter().find(|b| *b.name == *name) {
             bridge.restore(messages, bytes);
             restored += messages;
             continue;

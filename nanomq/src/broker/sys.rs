@@ -64,8 +64,8 @@ fn publish_stats(broker: &Broker) {
         publish(broker, &format!("$SYS/broker/{name}"), value);
     }
     #[cfg(feature = "bridge")]
-    for bridge in &broker.bridges {
-        publish_bridge(broker, bridge);
+    for bridge in broker.bridges.running() {
+        publish_bridge(broker, &bridge);
     }
 }
 

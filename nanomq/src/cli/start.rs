@@ -8,7 +8,7 @@ use anyhow::Context;
 
 use super::args::{CheckConfigArgs, StartArgs};
 use crate::auth::Authenticator;
-use crate::broker::{CertificateReloader, Listener, LiveLimits, LIVE_LIMITS};
+use crate::broker::{CertificateReloader, Listener, Live, LIVE_LIMITS};
 use crate::config::{image_path, Config, Layered};
 use crate::service::{
     self, Health, LogControl, PidFile, Privileges, ServiceState, Signal, Signals,
@@ -57,17 +57,16 @@ pub(super) fn start(args: StartArgs) -> anyhow::Result<()> {
         } = prepare(&config, &privileges, &args, &health).await?;
         service::notify(ServiceState::Ready);
         service::start_watchdog(health.clone());
-        let limits = Arc::new(LiveLimits::new(&config));
+        let live = Live::new(&config, auth);
         let reload = Reload {
             image: args.config,
             log,
             certificates: listeners.iter().map(Listener::reloader).collect(),
-            auth: auth.clone(),
-            limits: limits.clone(),
+            live: live.clone(),
             running: config.clone(),
         };
         let supervisor = answer_signals(signals, reload);
-        crate::broker::serve(config, auth, limits, listeners, health, state, supervisor).await?;
+        crate::broker::serve(config, live, listeners, health, state, supervisor).await?;
         drop(pid_file);
         anyhow::Ok(())
     })?;
@@ -209,10 +208,9 @@ struct Reload {
     image: Option<PathBuf>,
     log: LogControl,
     certificates: Vec<CertificateReloader>,
-    /// The broker's authenticator; its files are read again on every reload.
-    auth: Arc<Authenticator>,
-    /// The broker's live limits.
-    limits: Arc<LiveLimits>,
+    /// What the broker applies live: its authenticator (its files are read again on every
+    /// reload), its limits and its bridges.
+    live: Live,
     /// The config as the broker runs it.
     running: Config,
 }
@@ -257,7 +255,7 @@ impl Reload {
                 ),
             }
         }
-        match self.auth.reload(&new.auth) {
+        match self.live.auth.reload(&new.auth) {
             Ok(summary) => {
                 tracing::info!("auth reloaded: {summary}");
                 self.running.auth = new.auth.clone();
@@ -267,6 +265,8 @@ impl Reload {
             }
         }
         self.apply_limits(&new);
+        #[cfg(feature = "bridge")]
+        self.apply_bridges(&new);
         let pending = changes_needing_restart(&self.running, &new);
         if pending.is_empty() {
             tracing::info!(%path, "config reloaded");
@@ -279,9 +279,23 @@ impl Reload {
         }
     }
 
+    /// Starts, replaces and stops bridges as `[[bridges]]` now says, and records it as running.
+    #[cfg(feature = "bridge")]
+    fn apply_bridges(&mut self, new: &Config) {
+        match self.live.bridges.reload(&new.bridges) {
+            Ok(changes) => {
+                if !changes.is_empty() {
+                    tracing::info!("bridges reloaded: {changes}");
+                }
+                self.running.bridges = new.bridges.clone();
+            }
+            Err(e) => tracing::error!("bridge reload refused, the bridges in use stay: {e}"),
+        }
+    }
+
     /// Applies the live limits and records them as running, naming each one that changed.
     fn apply_limits(&mut self, new: &Config) {
-        self.limits.apply(new);
+        self.live.limits.apply(new);
         let (running, wanted) = (limit_values(&self.running), limit_values(new));
         for key in LIVE_LIMITS {
             if running.get(key) != wanted.get(key) {
@@ -340,7 +354,7 @@ fn changes_needing_restart(running: &Config, new: &Config) -> Vec<String> {
         allow_root,
         pid_file,
         persistence,
-        bridges,
+        bridges: _,
     } = new;
     let log_destination_changed = log.journald != running.log.journald
         || log.file != running.log.file
@@ -362,7 +376,6 @@ fn changes_needing_restart(running: &Config, new: &Config) -> Vec<String> {
         ("allow_root", *allow_root != running.allow_root),
         ("pid_file", *pid_file != running.pid_file),
         ("[persistence]", *persistence != running.persistence),
-        ("[[bridges]]", *bridges != running.bridges),
     ]
     .into_iter()
     .filter(|(_, changed)| *changed)

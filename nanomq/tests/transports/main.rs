@@ -32,7 +32,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use nanomq::auth::Authenticator;
-use nanomq::broker::{bind, serve, BrokerError, CertificateReloader, LiveLimits};
+use nanomq::broker::{bind, serve, BrokerError, CertificateReloader, Live};
 use nanomq::config::Config;
 use nanomq::service::Health;
 use tokio::sync::oneshot;
@@ -69,18 +69,10 @@ impl TestBroker {
                 let reloaders: Vec<_> = listeners.iter().map(|l| l.reloader()).collect();
                 let _ = bound.send(Ok((addrs, reloaders)));
                 let auth = Arc::new(Authenticator::load(&config.auth).expect("auth config"));
-                let limits = Arc::new(LiveLimits::new(&config));
-                let result = serve(
-                    config,
-                    auth,
-                    limits,
-                    listeners,
-                    Health::new(),
-                    None,
-                    async move {
-                        let _ = stopped.await;
-                    },
-                )
+                let live = Live::new(&config, auth);
+                let result = serve(config, live, listeners, Health::new(), None, async move {
+                    let _ = stopped.await;
+                })
                 .await;
                 let _ = done.send(result);
             });

@@ -312,20 +312,13 @@ async fn reloaded_limits_apply_to_new_connections_only() {
     let listeners = crate::broker::bind(&config).await.unwrap();
     let addr = listeners[0].local_addr();
     let auth = std::sync::Arc::new(crate::auth::Authenticator::load(&config.auth).unwrap());
-    let limits = std::sync::Arc::new(crate::broker::LiveLimits::new(&config));
+    let live = crate::broker::Live::new(&config, auth);
+    let limits = live.limits.clone();
     let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let health = crate::service::Health::new();
-    let serving = crate::broker::serve(
-        config.clone(),
-        auth,
-        limits.clone(),
-        listeners,
-        health,
-        None,
-        async {
-            let _ = stopped.await;
-        },
-    );
+    let serving = crate::broker::serve(config.clone(), live, listeners, health, None, async {
+        let _ = stopped.await;
+    });
     tokio::spawn(serving);
     let (mut a, _) = Client::connect(addr, v5("a", 0, 0)).await;
     let (mut b, _) = Client::connect(addr, v5("b", 0, 0)).await;

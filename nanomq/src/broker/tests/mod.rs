@@ -48,11 +48,10 @@ async fn start_with_auth(
     let auth = std::sync::Arc::new(crate::auth::Authenticator::load(&config.auth).unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let health = crate::service::Health::new();
-    let limits = std::sync::Arc::new(super::LiveLimits::new(&config));
+    let live = super::Live::new(&config, auth.clone());
     tokio::spawn(super::serve(
         config,
-        auth.clone(),
-        limits,
+        live,
         listeners,
         health,
         None,

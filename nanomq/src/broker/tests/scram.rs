@@ -530,34 +530,6 @@ async fn reauthentication_repeats_the_exchange_and_ends_the_connection_on_failur
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-/// [`start`], also handing out the broker's Authenticator, to reload it as SIGHUP would.
-async fn start_with_auth(
-    mut config: Config,
-) -> (
-    SocketAddr,
-    tokio::sync::oneshot::Sender<()>,
-    std::sync::Arc<crate::auth::Authenticator>,
-) {
-    config.listeners[0].bind = "127.0.0.1:0".parse().unwrap();
-    let listeners = super::super::bind(&config).await.unwrap();
-    let addr = listeners[0].local_addr();
-    let auth = std::sync::Arc::new(crate::auth::Authenticator::load(&config.auth).unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let limits = std::sync::Arc::new(super::super::LiveLimits::new(&config));
-    tokio::spawn(super::super::serve(
-        config,
-        auth.clone(),
-        limits,
-        listeners,
-        crate::service::Health::new(),
-        None,
-        async move {
-            let _ = rx.await;
-        },
-    ));
-    (addr, tx, auth)
-}
-
 #[tokio::test]
 async fn reauthentication_checks_the_password_file_in_force() {
     let (config, dir) = scram_config("reload");
