@@ -9,6 +9,7 @@
 //! routes what its subscriptions bring down into the local broker. When the link drops it
 //! reconnects with exponential backoff and jitter; what was in flight goes first again.
 
+mod backoff;
 pub(crate) mod cache;
 mod dial;
 mod set;
