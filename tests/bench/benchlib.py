@@ -7,6 +7,7 @@ import resource
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,6 +30,24 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_for_port(proc, port, what, log_path):
+    """Until `port` on loopback accepts connections; a process that exits or is not listening
+    within 15 s is killed and reported, so a failed run leaves nothing behind."""
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.05)
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    raise RuntimeError(f"{what} did not start; see {log_path}")
 
 
 def cargo_build(extra, target_dir=None):
