@@ -108,7 +108,7 @@ pub(crate) struct Written {
     pub(crate) bytes: u64,
     /// Of them, sent again after a reconnect.
     pub(crate) resent: u64,
-    /// Sent at QoS 0: done with, their rows (if any) can go.
+    /// Stored entries sent at QoS 0 (capped by the upstream's Maximum QoS): their rows can go.
     pub(crate) done: Vec<Entry>,
     /// Entries dropped instead of sent.
     pub(crate) dropped: Vec<(Entry, DropReason)>,
@@ -390,7 +390,9 @@ impl Cache {
             e.resend = false;
             if e.qos == QoS::AtMostOnce {
                 self.bytes -= e.size();
-                w.done.push(e);
+                if e.row != 0 {
+                    w.done.push(e);
+                }
             } else {
                 self.in_flight.push_back(e);
             }

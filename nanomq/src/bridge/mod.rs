@@ -71,12 +71,6 @@ pub struct BridgeStats {
     pub resent: AtomicU64,
 }
 
-/// A forward, ready for the publish path.
-#[derive(Debug)]
-struct Forward {
-    template: TopicTemplate,
-}
-
 /// A subscription at the upstream, ready for what it brings down.
 #[derive(Debug)]
 pub(crate) struct Downlink {
@@ -90,7 +84,8 @@ pub struct Bridge {
     /// Its name from the config.
     pub name: Arc<str>,
     config: BridgeConfig,
-    forwards: Vec<Forward>,
+    /// The remote topic template of each forward, in config order.
+    forwards: Vec<TopicTemplate>,
     downlinks: Vec<Downlink>,
     cache: Mutex<Cache>,
     /// Wakes the uplink task: messages accepted.
@@ -120,12 +115,8 @@ impl Bridge {
         let forwards = config
             .forwards
             .iter()
-            .map(|f| {
-                Ok(Forward {
-                    template: TopicTemplate::parse(&f.remote, &f.filter)?,
-                })
-            })
-            .collect::<Result<_, TemplateError>>()?;
+            .map(|f| TopicTemplate::parse(&f.remote, &f.filter))
+            .collect::<Result<_, _>>()?;
         let downlinks = config
             .subscriptions
             .iter()
@@ -180,12 +171,12 @@ impl Bridge {
             .iter()
             .min()
             .map_or(0, |id| *id as usize - 1);
-        let forward = self.forwards.get(index)?;
+        let template = self.forwards.get(index)?;
         let local = &item.message.topic;
-        let topic = if forward.template.is_identity() {
+        let topic = if template.is_identity() {
             local.clone()
         } else {
-            Arc::from(forward.template.apply(local))
+            Arc::from(template.apply(local))
         };
         self.take(Entry::new(topic, item.message, item.qos, item.retain))
     }
@@ -215,10 +206,16 @@ impl Bridge {
         let row = entry.row;
         let dropped = cache.push(entry);
         drop(cache);
-        let kept = dropped.iter().all(|(e, _)| e.row != row || row == 0);
+        // A newcomer the bounds refused promises nothing: its row goes with the drops.
+        let ticket = ticket.filter(|_| !dropped.iter().any(|(e, _)| e.row == row));
         self.count_drops(dropped);
         self.wake.notify_one();
-        ticket.filter(|_| kept)
+        ticket
+    }
+
+    /// An empty cache with this bridge's bounds.
+    fn empty_cache(&self) -> Cache {
+        Cache::new(self.config.cache.clone(), self.store.is_some())
     }
 
     /// Hands this bridge's cache to `new`, its replacement with a reloaded config: under both
@@ -227,8 +224,7 @@ impl Bridge {
         let mut mine = self.cache();
         let mut theirs = new.cache();
         if self.successor.set(new.clone()).is_ok() {
-            let empty = Cache::new(self.config.cache.clone(), self.store.is_some());
-            theirs.adopt(std::mem::replace(&mut *mine, empty));
+            theirs.adopt(std::mem::replace(&mut *mine, self.empty_cache()));
         }
     }
 
@@ -247,8 +243,7 @@ impl Bridge {
     /// this bridge.
     fn forget_cache(&self) {
         let (messages, _) = self.cached();
-        let empty = Cache::new(self.config.cache.clone(), self.store.is_some());
-        drop(std::mem::replace(&mut *self.cache(), empty));
+        drop(std::mem::replace(&mut *self.cache(), self.empty_cache()));
         if let Some(store) = &self.store {
             store.bridge_forget(&self.name);
         }
@@ -288,9 +283,9 @@ impl Bridge {
         let entries = rows
             .into_iter()
             .map(|c| {
-                let message = Arc::new(c.message);
-                let topic = message.topic.clone();
-                let mut entry = Entry::new(topic, message.clone(), message.qos, message.retain);
+                let (topic, qos, retain) =
+                    (c.message.topic.clone(), c.message.qos, c.message.retain);
+                let mut entry = Entry::new(topic, Arc::new(c.message), qos, retain);
                 entry.at = c.accepted_at;
                 entry.row = c.row;
                 entry

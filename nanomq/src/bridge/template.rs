@@ -92,16 +92,7 @@ impl TopicTemplate {
                 Part::Text(t) => out.push_str(t),
                 Part::Topic => out.push_str(topic),
                 Part::Level(n) => out.push_str(topic.split('/').nth(n - 1).unwrap_or("")),
-                Part::From(n) => {
-                    let mut first = true;
-                    for level in topic.split('/').skip(n - 1) {
-                        if !first {
-                            out.push('/');
-                        }
-                        first = false;
-                        out.push_str(level);
-                    }
-                }
+                Part::From(n) => out.push_str(topic.splitn(*n, '/').nth(n - 1).unwrap_or("")),
             }
         }
         out

@@ -117,11 +117,20 @@ pub(crate) fn publish_from_bridge(
         publish.properties,
         Instant::now(),
     );
+    route_received(broker, m, Some(bridge))
+}
+
+/// Counts a message that enters the broker without a client connection (a will, a bridge's
+/// downlink) as received, and routes it.
+fn route_received<P>(broker: &Broker, m: Message, publisher: Option<&P>) -> Routed
+where
+    Subscriber: PartialEq<P>,
+{
     broker
         .metrics
         .messages_received
         .fetch_add(1, Ordering::Relaxed);
-    route(broker, Arc::new(m), Some(bridge))
+    route(broker, Arc::new(m), publisher)
 }
 
 /// Queues one delivery for a session and wakes its connection, counting what the queue limit
@@ -192,9 +201,5 @@ pub(crate) fn publish_will(broker: &Broker, will: Will) {
         will.properties,
         Instant::now(),
     );
-    broker
-        .metrics
-        .messages_received
-        .fetch_add(1, Ordering::Relaxed);
-    route(broker, Arc::new(m), FROM_BROKER);
+    route_received(broker, m, FROM_BROKER);
 }

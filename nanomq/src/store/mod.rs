@@ -143,8 +143,6 @@ pub struct Restored {
 /// A message a bridge holds for its upstream, read back from the database.
 #[derive(Debug)]
 pub struct CachedForward {
-    /// The bridge's name.
-    pub bridge: String,
     /// Its row, to remove it by once the upstream acknowledges it.
     pub row: u64,
     /// The message as it goes up: remote topic, forwarded QoS and RETAIN.

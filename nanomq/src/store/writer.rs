@@ -453,7 +453,6 @@ fn read_bridge_rows(
     for row in rows {
         let (row, packet, expires_at, accepted_at) = row.map_err(|e| e.to_string())?;
         out.push(CachedForward {
-            bridge: bridge.to_owned(),
             row: row as u64,
             message: decode_message(&packet, expires_at, 0, clocks)?,
             accepted_at: instant_of(accepted_at, clocks),
