@@ -270,16 +270,15 @@ impl Cache {
         }
     }
 
-    /// Takes over everything `old` holds (a reload replaced its bridge), ahead of anything
-    /// here: what was in flight on the old link goes first again, as new messages.
+    /// Takes over everything `old` holds: a reload replaced its bridge by this cache's, which
+    /// is new and empty. What was in flight on the old link goes first again, as new
+    /// messages; the bounds are this cache's from now on.
     pub(crate) fn adopt(&mut self, mut old: Cache) {
+        debug_assert!(self.is_empty(), "only a new bridge adopts a cache");
         old.connected(false);
-        old.waiting.extend(self.waiting.drain(..));
         self.waiting = old.waiting;
-        self.bytes += old.bytes;
-        self.spilled.messages += old.spilled.messages;
-        self.spilled.bytes += old.spilled.bytes;
-        self.spilled.after_row = self.spilled.after_row.max(old.spilled.after_row);
+        self.bytes = old.bytes;
+        self.spilled = old.spilled;
     }
 
     /// A connection to the upstream is up. What was in flight goes first, in its original
