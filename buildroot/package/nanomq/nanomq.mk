@@ -29,6 +29,10 @@ ifeq ($(BR2_PACKAGE_NANOMQ_BRIDGE),y)
 NANOMQ_FEATURES += bridge
 endif
 
+ifeq ($(BR2_PACKAGE_NANOMQ_CLIENTS),y)
+NANOMQ_FEATURES += clients
+endif
+
 ifeq ($(BR2_PACKAGE_NANOMQ_PERSISTENCE),y)
 # rusqlite with the bundled SQLite, compiled by the cross C compiler.
 NANOMQ_FEATURES += persistence
@@ -50,9 +54,26 @@ NANOMQ_FEATURE_LIST = $(subst $(space),$(comma),$(strip $(NANOMQ_FEATURES)))
 NANOMQ_FEATURE_OPTS = --no-default-features \
 	$(if $(NANOMQ_FEATURE_LIST),--features $(NANOMQ_FEATURE_LIST))
 
+# Code generation is Buildroot's (BR2_OPTIMIZE_*, BR2_ENABLE_LTO), but a
+# release build aborts on panic as the firmware profile does ([profile.firmware]
+# in Cargo.toml), and gets the flags a profile cannot hold
+# ([workspace.metadata.firmware] says why): no unwind tables in the Rust code
+# (given as --config, which joins the rustflags pkg-cargo sets for ARM instead
+# of replacing them) nor in the C code it compiles (SQLite, ring).
+ifeq ($(BR2_ENABLE_DEBUG),y)
+NANOMQ_CARGO_ENV =
+NANOMQ_FIRMWARE_OPTS =
+else
+NANOMQ_CARGO_ENV = \
+	CARGO_PROFILE_RELEASE_PANIC=abort \
+	CFLAGS="$(TARGET_CFLAGS) -fno-asynchronous-unwind-tables -fno-unwind-tables"
+NANOMQ_FIRMWARE_OPTS = \
+	--config 'target.$(RUSTC_TARGET_NAME).rustflags=["-C", "force-unwind-tables=no"]'
+endif
+
 # cargo install rebuilds unless it gets the same features as cargo build.
-NANOMQ_CARGO_BUILD_OPTS = $(NANOMQ_FEATURE_OPTS)
-NANOMQ_CARGO_INSTALL_OPTS = $(NANOMQ_FEATURE_OPTS)
+NANOMQ_CARGO_BUILD_OPTS = $(NANOMQ_FEATURE_OPTS) $(NANOMQ_FIRMWARE_OPTS)
+NANOMQ_CARGO_INSTALL_OPTS = $(NANOMQ_FEATURE_OPTS) $(NANOMQ_FIRMWARE_OPTS)
 
 # Buildroot vendors the crates a cargo package needs in its download step
 # (support/download/cargo-post-process), which a local or overridden source
@@ -63,7 +84,7 @@ define NANOMQ_VENDOR_CRATES
 	mkdir -p $(BR_CARGO_HOME) $(@D)/.cargo
 	cd $(@D) && $(HOST_MAKE_ENV) CARGO_HOME=$(BR_CARGO_HOME) \
 		flock $(BR_CARGO_HOME)/.br-lock \
-		cargo vendor --locked VENDOR >$(@D)/.cargo/config.toml
+		cargo vendor --locked VENDOR >>$(@D)/.cargo/config.toml
 endef
 
 define NANOMQ_VENDOR_RSYNCED_SOURCE

@@ -30,11 +30,13 @@ CARGO_LOCK_PATH = "${S}/Cargo.lock"
 # the cargo feature it enables (tests/packaging/yocto holds the two lists equal).
 CARGO_BUILD_FLAGS += "--no-default-features"
 
-PACKAGECONFIG ??= "bridge persistence tls websocket ${@bb.utils.filter('DISTRO_FEATURES', 'systemd', d)}"
+PACKAGECONFIG ??= "bridge clients persistence tls websocket ${@bb.utils.filter('DISTRO_FEATURES', 'systemd', d)}"
 # Persistent sessions and retained messages in SQLite under /var/lib/nanomq, restored after a
 # restart (rusqlite with the bundled SQLite, compiled by the target C compiler: no libsqlite3 to
 # link). The installed config then sets persistence.dir, which also enables runtime.toml.
 PACKAGECONFIG[persistence] = "--features persistence"
+# `nanomq pub` and `nanomq sub`, mosquitto_pub/mosquitto_sub look-alikes (about 40 KiB).
+PACKAGECONFIG[clients] = "--features clients"
 # [[bridges]]: uplinks to cloud brokers with an offline cache (TLS upstreams with `tls`).
 PACKAGECONFIG[bridge] = "--features bridge"
 # sd_notify readiness and watchdog, journald logging (pure Rust: no libsystemd to link).
@@ -51,6 +53,10 @@ export CARGO_PROFILE_RELEASE_OPT_LEVEL = "s"
 export CARGO_PROFILE_RELEASE_LTO = "fat"
 export CARGO_PROFILE_RELEASE_CODEGEN_UNITS = "1"
 export CARGO_PROFILE_RELEASE_PANIC = "abort"
+# And the flags a profile cannot hold (Cargo.toml, [workspace.metadata.firmware], says why): no
+# unwind tables in the Rust code or in the C code the build compiles (SQLite, ring).
+RUSTFLAGS:append = " -C force-unwind-tables=no"
+TARGET_CFLAGS:append = " -fno-asynchronous-unwind-tables -fno-unwind-tables"
 
 # The class's task reads every Cargo.lock under ${S}, nanomq/fuzz/Cargo.lock included; the
 # layer's script reads only the workspace's and writes the same layout.

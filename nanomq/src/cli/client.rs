@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, timeout, Instant};
 
-use super::args::ConnectArgs;
+use super::client_args::ConnectArgs;
+use super::read_more;
 use crate::config::MAX_PACKET_SIZE;
 use crate::mqtt::{self, ConnAck, Connect, Disconnect, Packet, ProtocolVersion, Will};
 
@@ -137,19 +138,6 @@ impl Connection {
             read_more(&mut self.stream, &mut self.read_buf).await?;
         }
     }
-}
-
-/// Waits for more bytes from the broker and appends them to `buf`; a closed connection is an
-/// error. Cancel-safe: nothing is lost if the future is dropped.
-pub(super) async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> anyhow::Result<()> {
-    let n = stream
-        .read_buf(buf)
-        .await
-        .context("cannot read from broker")?;
-    if n == 0 {
-        bail!("connection closed by broker");
-    }
-    Ok(())
 }
 
 /// The CONNECT packet `args` describe. Fails on combinations the broker would refuse anyway,

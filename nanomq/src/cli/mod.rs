@@ -2,7 +2,7 @@
 //! the config and shows where each value comes from, `reload` makes the running broker read it
 //! again, `passwd` manages the password file, and `pub` / `sub` are mosquitto_pub /
 //! mosquitto_sub look-alikes built on the project's own codec, for testing a broker from a
-//! shell. `bench` (cargo feature `bench`, on by
+//! shell (cargo feature `clients`, on by default). `bench` (cargo feature `bench`, on by
 //! default) is a load generator for comparing brokers.
 //!
 //! Errors here are `anyhow`: each command either succeeds (exit 0) or prints one message,
@@ -11,11 +11,16 @@
 mod args;
 #[cfg(feature = "bench")]
 mod bench;
+#[cfg(feature = "clients")]
 mod client;
+#[cfg(feature = "clients")]
+mod client_args;
 mod passwd;
+#[cfg(feature = "clients")]
 mod pub_cmd;
 mod reload;
 mod start;
+#[cfg(feature = "clients")]
 mod sub_cmd;
 
 use std::process::ExitCode;
@@ -32,7 +37,9 @@ pub fn main() -> ExitCode {
         Command::CheckConfig(args) => start::check_config(args),
         Command::Reload(args) => reload::run(args),
         Command::Passwd(args) => passwd::run(args),
+        #[cfg(feature = "clients")]
         Command::Pub(args) => pub_cmd::run(args),
+        #[cfg(feature = "clients")]
         Command::Sub(args) => sub_cmd::run(args),
         #[cfg(feature = "bench")]
         Command::Bench(args) => bench::run(args),
@@ -80,11 +87,33 @@ fn raise_open_file_limit(expected: u64) -> nix::Result<u64> {
 }
 
 /// A single-threaded runtime: the clients drive one connection and need no more.
+#[cfg(feature = "clients")]
 fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))
+}
+
+/// Waits for more bytes from the broker and appends them to `buf`; a closed connection is an
+/// error. Cancel-safe: nothing is lost if the future is dropped. Shared by the clients and
+/// `bench`.
+#[cfg(any(feature = "clients", feature = "bench"))]
+async fn read_more(
+    stream: &mut tokio::net::TcpStream,
+    buf: &mut bytes::BytesMut,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use tokio::io::AsyncReadExt;
+
+    let n = stream
+        .read_buf(buf)
+        .await
+        .context("cannot read from broker")?;
+    if n == 0 {
+        anyhow::bail!("connection closed by broker");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

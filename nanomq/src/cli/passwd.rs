@@ -17,10 +17,8 @@
 //! where allowed, its owner (so a file the broker's user reads stays readable after root edits
 //! it). A symbolic link is followed and the file it points at replaced.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs;
 use std::io::{self, BufRead, IsTerminal, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
@@ -72,7 +70,7 @@ pub(super) fn run(args: PasswdArgs) -> anyhow::Result<()> {
         let (t, updated) = set_user(text, user, &hash);
         (t, if updated { "updated" } else { "added" })
     };
-    write_atomically(&path, &new_text)
+    crate::config::runtime::write_atomic(&path, new_text.as_bytes(), 0o600)
         .with_context(|| format!("cannot write {}", path.display()))?;
     eprintln!("{user}: {done} in {}", path.display());
     Ok(())
@@ -176,44 +174,6 @@ fn user_of(line: &str) -> Option<&str> {
     split_line(line).ok().flatten().map(|(user, _)| user)
 }
 
-/// Replaces `path` with `contents`: temporary file beside it, fsync, rename, fsync of the
-/// directory. Keeps the mode and (best effort) the owner of an existing file; a new one is 0600.
-fn write_atomically(path: &Path, contents: &str) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file name"))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let previous = fs::metadata(path).ok();
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        if let Some(meta) = &previous {
-            // Only root may give a file away; anyone else keeps owning what they write.
-            let _ = std::os::unix::fs::fchown(&file, Some(meta.uid()), Some(meta.gid()));
-            file.set_permissions(fs::Permissions::from_mode(meta.mode() & 0o7777))?;
-        }
-        file.write_all(contents.as_bytes())?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&tmp, path)?;
-        File::open(&dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,25 +213,5 @@ mod tests {
         assert_eq!(strip_newline("pw\n".into()), "pw");
         assert_eq!(strip_newline("pw \n\n".into()), "pw \n");
         assert_eq!(strip_newline("pw".into()), "pw");
-    }
-
-    #[test]
-    fn atomic_write_creates_0600_and_keeps_an_existing_mode() {
-        let dir = std::env::temp_dir().join(format!("nanomq-passwd-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("pw");
-        let _ = fs::remove_file(&path);
-        write_atomically(&path, "a:1\n").unwrap();
-        assert_eq!(fs::read_to_string(&path).unwrap(), "a:1\n");
-        let mode = fs::metadata(&path).unwrap().mode() & 0o777;
-        assert_eq!(mode, 0o600);
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
-        write_atomically(&path, "a:2\n").unwrap();
-        assert_eq!(fs::read_to_string(&path).unwrap(), "a:2\n");
-        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o640);
-        // No temporary file is left behind.
-        let left: Vec<_> = fs::read_dir(&dir).unwrap().collect();
-        assert_eq!(left.len(), 1, "{left:?}");
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

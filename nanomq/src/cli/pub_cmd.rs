@@ -7,8 +7,8 @@ use std::io::Read;
 use anyhow::{bail, Context};
 use bytes::Bytes;
 
-use super::args::PubArgs;
 use super::client::Connection;
+use super::client_args::PubArgs;
 use crate::mqtt::{Packet, PubAck, Publish, QoS, ReasonCode};
 
 /// Publications in flight at once, further capped by the broker's Receive Maximum; the same

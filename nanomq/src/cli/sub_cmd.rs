@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 
-use super::args::SubArgs;
 use super::client::Connection;
+use super::client_args::SubArgs;
 use crate::mqtt::{
     Packet, PubAck, Publish, QoS, ReasonCode, SubAck, Subscribe, SubscriptionOptions,
 };

@@ -262,12 +262,6 @@ pub(super) fn validate(bridges: &[BridgeConfig], max_levels: usize) -> Result<()
             key,
             message,
         };
-        if cfg!(not(feature = "bridge")) {
-            return Err(invalid(
-                "name",
-                "this build has no bridges (cargo feature `bridge`)".into(),
-            ));
-        }
         if b.name.is_empty()
             || !b
                 .name
@@ -413,10 +407,7 @@ fn check_route(
     }
     validate_topic_filter(filter, max_levels)
         .map_err(|e| ("filter", format!("{filter:?}: {e}")))?;
-    #[cfg(feature = "bridge")]
     crate::bridge::TopicTemplate::parse(template, filter)
         .map_err(|e| ("template", format!("{template:?}: {e}")))?;
-    #[cfg(not(feature = "bridge"))]
-    let _ = template;
     Ok(())
 }

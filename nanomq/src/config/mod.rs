@@ -10,6 +10,7 @@
 //! the built-in defaults, the image's file and the device's runtime layer, remembering where
 //! each value came from; `runtime` writes the runtime layer atomically.
 
+#[cfg(feature = "bridge")]
 mod bridge;
 mod layers;
 mod load;
@@ -19,7 +20,7 @@ mod validate;
 
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
+#[cfg(all(test, feature = "bridge"))]
 mod tests_bridge;
 #[cfg(test)]
 mod tests_http;
@@ -32,6 +33,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "bridge")]
 pub use bridge::{
     BridgeCacheConfig, BridgeConfig, BridgeProtocol, BridgeTlsConfig, BridgeWillConfig,
     CacheFullPolicy, ForwardConfig, SubscriptionConfig,
@@ -74,8 +76,27 @@ pub struct Config {
     /// `[persistence]`: where the broker keeps its state.
     pub persistence: PersistenceConfig,
     /// `[[bridges]]`: uplinks to cloud brokers. Absent means none.
+    #[cfg(feature = "bridge")]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub bridges: Vec<BridgeConfig>,
+    /// `[[bridges]]` in a build without bridges: read only to be refused with a clear error,
+    /// so the bridge schema's parser (about 100 KiB) stays out of small firmware.
+    #[cfg(not(feature = "bridge"))]
+    #[serde(skip_serializing)]
+    pub bridges: Vec<NotBuilt>,
+}
+
+/// An entry of a section whose cargo feature this build leaves out: anything is accepted here,
+/// and validation refuses it by name.
+#[cfg(not(feature = "bridge"))]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotBuilt;
+
+#[cfg(not(feature = "bridge"))]
+impl<'de> Deserialize<'de> for NotBuilt {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(d).map(|_| NotBuilt)
+    }
 }
 
 impl Default for Config {

@@ -6,7 +6,7 @@
 //! file left behind by an interrupted write is never read (only `runtime.toml` is).
 
 use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -43,7 +43,9 @@ pub enum RuntimeError {
 
 /// Writes `bytes` to `path` so that a crash or power cut leaves either the old file or the new
 /// one: a temp file in the same directory is written and fsynced, renamed over `path`, and the
-/// directory is fsynced so the rename itself is durable. `mode` is the new file's permissions.
+/// directory is fsynced so the rename itself is durable. A file that exists keeps its
+/// permissions and (best effort: only root may give a file away) its owner; a new one gets
+/// `mode`.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let dir = match path.parent() {
@@ -59,12 +61,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     ));
+    let previous = std::fs::metadata(path).ok();
     let written = (|| {
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(mode)
             .open(&tmp)?;
+        if let Some(meta) = &previous {
+            let _ = std::os::unix::fs::fchown(&file, Some(meta.uid()), Some(meta.gid()));
+            file.set_permissions(std::fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+        }
         file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);

@@ -190,12 +190,22 @@ fn annotated_output_is_the_effective_config_with_sources() {
 }
 
 #[test]
-fn write_atomic_replaces_the_file_and_leaves_no_temp_file() {
+fn write_atomic_replaces_the_file_keeps_its_mode_and_leaves_no_temp_file() {
+    use std::os::unix::fs::PermissionsExt;
+
     let dir = TempDir::new();
     let path = dir.0.join("f");
+    let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode();
     write_atomic(&path, b"one", 0o600).unwrap();
+    assert_eq!(mode(&path) & 0o777, 0o600);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
     write_atomic(&path, b"two", 0o600).unwrap();
     assert_eq!(std::fs::read(&path).unwrap(), b"two");
+    assert_eq!(
+        mode(&path) & 0o777,
+        0o640,
+        "an existing file keeps its mode"
+    );
     let names: Vec<_> = std::fs::read_dir(&dir.0)
         .unwrap()
         .map(|e| e.unwrap().file_name())

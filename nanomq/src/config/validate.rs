@@ -122,7 +122,26 @@ impl Config {
         if let Some(http) = &self.auth.http {
             validate_http(http).map_err(|(key, message)| invalid("auth.http", key, message))?;
         }
-        super::bridge::validate(&self.bridges, l.max_topic_levels)
+        self.validate_bridges(l.max_topic_levels)
+    }
+
+    #[cfg(feature = "bridge")]
+    fn validate_bridges(&self, max_levels: usize) -> Result<(), InvalidValue> {
+        super::bridge::validate(&self.bridges, max_levels)
+    }
+
+    /// A build without the `bridge` feature refuses any `[[bridges]]` entry by name.
+    #[cfg(not(feature = "bridge"))]
+    fn validate_bridges(&self, _max_levels: usize) -> Result<(), InvalidValue> {
+        if self.bridges.is_empty() {
+            return Ok(());
+        }
+        Err(InvalidValue {
+            table: "bridges",
+            index: Some(0),
+            key: "name",
+            message: "this build has no bridges (cargo feature `bridge`)".to_owned(),
+        })
     }
 
     /// At least one listener, and no two that would fight over the same port.

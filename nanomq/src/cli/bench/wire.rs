@@ -82,7 +82,7 @@ impl BenchConn {
     /// Waits until the broker sends more bytes and buffers them. A closed connection is an
     /// error. Cancel-safe.
     pub(super) async fn read(&mut self) -> anyhow::Result<()> {
-        crate::cli::client::read_more(&mut self.stream, &mut self.read_buf).await
+        crate::cli::read_more(&mut self.stream, &mut self.read_buf).await
     }
 
     /// Buffers whatever the broker has sent without waiting; true when something arrived.
