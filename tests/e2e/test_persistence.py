@@ -87,6 +87,22 @@ def subscribe_persistent(broker, client_id, topic, qos):
     c.disconnect()
 
 
+MEMORY_ONLY = "kept in memory only and lost on restart"
+
+
+def test_memory_only_without_a_state_directory_is_said_in_the_log(broker_factory, tmp_path):
+    memory = broker_factory({"log": {"level": "info"}})
+    durable, state = durable_broker(broker_factory, tmp_path)
+    for broker in (memory, durable):
+        # The line comes before "listening on", so a broker that listens has logged it.
+        with RawClient(broker.host, broker.port) as c:
+            c.connect("probe")
+    assert MEMORY_ONLY in memory.log_text(), memory.log_text()
+    durable_log = durable.log_text()
+    assert MEMORY_ONLY not in durable_log and "state database open" in durable_log, durable_log
+    assert (state / "nanomq.db").exists()
+
+
 def test_restart_restores_sessions_subscriptions_queues_and_retained(broker_factory, tmp_path):
     broker, _ = durable_broker(broker_factory, tmp_path)
     subscribe_persistent(broker, "keeper", "r/#", 1)

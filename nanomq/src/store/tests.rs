@@ -100,6 +100,16 @@ async fn committed(store: &Store, ticket: Ticket) {
     poll_fn(|cx| store.poll_durable(ticket, cx)).await;
 }
 
+/// `owner` is done with `m`: its row goes, and its bytes count no more.
+async fn settle(store: &Store, owner: &Arc<str>, m: &Message) {
+    let settled = StoreEvent::Settled {
+        message: m.store_id.get(),
+        packet_id: None,
+    };
+    let t = store.journal(owner, vec![settled]).unwrap();
+    committed(store, t).await;
+}
+
 #[tokio::test]
 async fn what_is_written_comes_back_after_reopening() {
     let dir = Scratch::new("roundtrip");
@@ -244,14 +254,34 @@ async fn bounds_refuse_and_give_back() {
         store.enqueue(&b, &item(&m, QoS::AtLeastOnce)).is_none(),
         "3 in total"
     );
-    let settled = StoreEvent::Settled {
-        message: m.store_id.get(),
-        packet_id: None,
-    };
-    let t = store.journal(&a, vec![settled]).unwrap();
-    committed(&store, t).await;
+    settle(&store, &a, &m).await;
     assert!(
         store.enqueue(&b, &item(&m, QoS::AtLeastOnce)).is_some(),
+        "room again"
+    );
+}
+
+#[tokio::test]
+async fn total_bytes_bound_every_session_together() {
+    let dir = Scratch::new("bytes");
+    let config = PersistenceConfig {
+        max_bytes: 30,
+        ..config()
+    };
+    let Opened { store, .. } = open_with(&dir, &config, false).unwrap();
+    let m = message("t", "123456789", QoS::AtLeastOnce); // 10 bytes with its topic
+    for owner in ["a", "b", "c"] {
+        let owner: Arc<str> = Arc::from(owner);
+        assert!(store.enqueue(&owner, &item(&m, QoS::AtLeastOnce)).is_some());
+    }
+    let d: Arc<str> = Arc::from("d");
+    assert!(
+        store.enqueue(&d, &item(&m, QoS::AtLeastOnce)).is_none(),
+        "30 bytes in total, each session far below max_session_bytes"
+    );
+    settle(&store, &Arc::from("a"), &m).await;
+    assert!(
+        store.enqueue(&d, &item(&m, QoS::AtLeastOnce)).is_some(),
         "room again"
     );
 }
