@@ -35,7 +35,7 @@ PACKAGECONFIG ??= "bridge clients persistence tls websocket ${@bb.utils.filter('
 # restart (rusqlite with the bundled SQLite, compiled by the target C compiler: no libsqlite3 to
 # link). The installed config then sets persistence.dir, which also enables runtime.toml.
 PACKAGECONFIG[persistence] = "--features persistence"
-# `nanomq pub` and `nanomq sub`, mosquitto_pub/mosquitto_sub look-alikes (about 40 KiB).
+# `nanomq pub` and `nanomq sub`, mosquitto_pub/mosquitto_sub look-alikes (about 64 KiB).
 PACKAGECONFIG[clients] = "--features clients"
 # [[bridges]]: uplinks to cloud brokers with an offline cache (TLS upstreams with `tls`).
 PACKAGECONFIG[bridge] = "--features bridge"
