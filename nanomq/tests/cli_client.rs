@@ -125,6 +125,10 @@ fn publish_until_received(port: u16, sub: &mut Running, pub_args: &[&str]) -> St
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "clients"),
+    ignore = "`pub` and `sub` need the clients feature"
+)]
 fn pub_and_sub_at_every_qos_and_version() {
     let Some((_broker, port)) = mosquitto() else {
         return;
@@ -147,6 +151,10 @@ fn pub_and_sub_at_every_qos_and_version() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "clients"),
+    ignore = "`pub` and `sub` need the clients feature"
+)]
 fn sub_count_and_verbose() {
     let Some((_broker, port)) = mosquitto() else {
         return;
@@ -161,6 +169,10 @@ fn sub_count_and_verbose() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "clients"),
+    ignore = "`pub` and `sub` need the clients feature"
+)]
 fn retained_message_reaches_a_later_subscriber() {
     let Some((_broker, port)) = mosquitto() else {
         return;
@@ -183,6 +195,10 @@ fn retained_message_reaches_a_later_subscriber() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "clients"),
+    ignore = "`pub` and `sub` need the clients feature"
+)]
 fn repeat_publishes_every_copy() {
     let Some((_broker, port)) = mosquitto() else {
         return;
@@ -207,6 +223,10 @@ fn repeat_publishes_every_copy() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "clients"),
+    ignore = "`pub` and `sub` need the clients feature"
+)]
 fn failures_exit_1_with_a_message() {
     let Some((_broker, port)) = mosquitto() else {
         return;

@@ -248,8 +248,6 @@ pub(super) mod tests {
     fn version_and_help() {
         assert_eq!(error_kind(&["--version"]), ErrorKind::DisplayVersion);
         assert_eq!(error_kind(&["-V"]), ErrorKind::DisplayVersion);
-        assert_eq!(error_kind(&["pub", "--help"]), ErrorKind::DisplayHelp);
-        assert_eq!(error_kind(&["sub", "--help"]), ErrorKind::DisplayHelp);
         assert_eq!(error_kind(&["--help"]), ErrorKind::DisplayHelp);
     }
 }

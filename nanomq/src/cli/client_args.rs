@@ -228,6 +228,12 @@ mod tests {
     }
 
     #[test]
+    fn help_is_the_long_flag_only() {
+        assert_eq!(error_kind(&["pub", "--help"]), ErrorKind::DisplayHelp);
+        assert_eq!(error_kind(&["sub", "--help"]), ErrorKind::DisplayHelp);
+    }
+
+    #[test]
     fn pub_needs_exactly_one_payload_source() {
         assert_eq!(
             error_kind(&["pub", "-t", "t"]),
