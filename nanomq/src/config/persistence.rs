@@ -13,8 +13,9 @@ pub enum SyncMode {
     /// acknowledged is lost, even to a power cut.
     #[default]
     Always,
-    /// Commits are fsynced at most once per `batch_window_ms`, and acknowledgements do not wait:
-    /// a power cut or crash loses at most the last window.
+    /// Commits are fsynced at most once per `batch_window_ms`, and acknowledgements do not wait
+    /// (unless the writer has fallen behind: see `store::MAX_BACKLOG`): a power cut or crash
+    /// loses at most the last window.
     Batch,
     /// No fsync at all: commits reach the operating system within `batch_window_ms` and survive
     /// a crash of the broker, not of the machine.

@@ -49,6 +49,12 @@ use crate::session::{Message, Outgoing, SavedSession, StoreEvent, SubscriptionEn
 /// The database file inside the state directory.
 pub const DATABASE_FILE: &str = "nanomq.db";
 
+/// Changes waiting for the writer beyond which acknowledgements wait for the commit even with
+/// `sync = "batch"` or `"off"`: publishers faster than the disk (a slow SD card, a burst into
+/// a bridge's cache) are then slowed to its pace instead of growing the queue in memory
+/// without bound. A few megabytes of queued changes; a commit takes well under a second.
+pub const MAX_BACKLOG: u64 = 10_000;
+
 /// Why the state database cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -176,6 +182,8 @@ struct Shared {
     work: Condvar,
     /// The last ticket committed.
     durable: AtomicU64,
+    /// The last ticket appended (`Pending::last`), readable without the pending lock.
+    appended: AtomicU64,
     /// Connections waiting for a ticket to become durable.
     waiters: Mutex<Vec<Waker>>,
     /// The next message row id.
@@ -294,6 +302,7 @@ impl Store {
             work: Condvar::new(),
             units: RwLock::new(()),
             durable: AtomicU64::new(0),
+            appended: AtomicU64::new(0),
             waiters: Mutex::new(Vec::new()),
             next_message: AtomicU64::new(next_message),
             next_bridge_row: AtomicU64::new(next_bridge_row),
@@ -320,9 +329,17 @@ impl Store {
         &self.path
     }
 
-    /// True when acknowledgements of stored messages wait for the commit (`sync = "always"`).
+    /// True when acknowledgements of stored messages wait for the commit: always with
+    /// `sync = "always"`, and with `batch` or `off` while more than [`MAX_BACKLOG`] changes wait
+    /// for the writer.
     pub fn acks_wait(&self) -> bool {
-        self.shared.config.sync == SyncMode::Always
+        self.shared.config.sync == SyncMode::Always || self.backlog() > MAX_BACKLOG
+    }
+
+    /// Changes appended and not yet committed.
+    fn backlog(&self) -> u64 {
+        let appended = self.shared.appended.load(Ordering::Relaxed);
+        appended.saturating_sub(self.shared.durable.load(Ordering::Acquire))
     }
 
     /// Appends changes under the pending lock; returns the last one's ticket.
@@ -332,6 +349,7 @@ impl Store {
             p.changes.push(c);
             p.last += 1;
         }
+        self.shared.appended.store(p.last, Ordering::Relaxed);
         let ticket = Ticket(p.last);
         drop(p);
         self.shared.work.notify_one();
@@ -427,6 +445,7 @@ impl Store {
             bytes,
         });
         p.last += 1;
+        self.shared.appended.store(p.last, Ordering::Relaxed);
         let ticket = Ticket(p.last);
         drop(p);
         self.shared.work.notify_one();

@@ -286,6 +286,32 @@ async fn total_bytes_bound_every_session_together() {
     );
 }
 
+#[tokio::test]
+async fn a_backlog_makes_batch_acknowledgements_wait() {
+    let dir = Scratch::new("backlog");
+    let config = PersistenceConfig {
+        sync: SyncMode::Batch,
+        // The writer's first commit comes this long after it starts: time enough to queue
+        // MAX_BACKLOG changes on a loaded machine.
+        batch_window_ms: 2000,
+        ..config()
+    };
+    let Opened { store, .. } = open_with(&dir, &config, false).unwrap();
+    let topic: Arc<str> = Arc::from("t");
+    let m = message("t", "x", QoS::AtLeastOnce);
+    let mut last = store.retain(&topic, Some(&m));
+    assert!(!store.acks_wait(), "batch: acknowledgements do not wait");
+    for _ in 0..MAX_BACKLOG {
+        last = store.retain(&topic, Some(&m));
+    }
+    assert!(
+        store.acks_wait(),
+        "more than MAX_BACKLOG changes wait for the writer"
+    );
+    committed(&store, last).await;
+    assert!(!store.acks_wait(), "the writer caught up");
+}
+
 #[test]
 fn a_damaged_file_is_refused_and_moved_aside_only_when_asked() {
     let dir = Scratch::new("corrupt");
