@@ -111,8 +111,8 @@ struct HeldAck {
 }
 
 impl Connection {
-    /// Sends a PUBACK, PUBREC or PUBCOMP now, or once `ticket` is durable when acknowledgements wait
-    /// for the store (`sync = "always"`) or others are already waiting.
+    /// Sends a PUBACK, PUBREC or PUBCOMP now, or once `ticket` is durable when acknowledgements
+    /// wait for the store ([`crate::store::Store::acks_wait`]) or others are already waiting.
     pub(crate) fn ack_when_stored(
         &mut self,
         kind: fn(PubAck) -> Packet,

@@ -158,11 +158,11 @@ impl<S: Clone + Eq + Hash> SubscriptionTree<S> {
     }
 
     /// Appends to `out` one [`Delivery`] per receiver of a message published to `topic` by
-    /// `publisher` (compared with subscribers for No Local; `None` for messages the broker originates, such as `$SYS` or a gone client's
-    /// will). Non-shared subscriptions of one subscriber merge into one delivery; each matching
-    /// share group adds one delivery for one member, preferring members for which `online` is
-    /// true. `online` runs under a node's read lock: it must be cheap and must not call back
-    /// into this tree.
+    /// `publisher` (compared with subscribers for No Local; `None` for messages the broker
+    /// originates, such as `$SYS` or a gone client's will). Non-shared subscriptions of one
+    /// subscriber merge into one delivery; each matching share group adds one delivery for one
+    /// member, preferring members for which `online` is true. `online` runs under a node's read
+    /// lock: it must be cheap and must not call back into this tree.
     pub fn match_topic<P>(
         &self,
         topic: &str,

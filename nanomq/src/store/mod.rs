@@ -10,7 +10,7 @@
 //! the writer publishes the last one committed, so a connection that must not acknowledge a
 //! message before it is on disk (`sync = "always"`) holds its PUBACK until its ticket is
 //! durable, and is woken then. With `batch` and `off` the writer commits once per window and
-//! nothing waits.
+//! nothing waits, unless more than [`MAX_BACKLOG`] changes are pending.
 //!
 //! # Order
 //!
@@ -349,6 +349,12 @@ impl Store {
             p.changes.push(c);
             p.last += 1;
         }
+        self.hand_to_writer(p)
+    }
+
+    /// Ends an append: records the last ticket for the backlog check, releases the pending
+    /// lock, wakes the writer, and returns the ticket.
+    fn hand_to_writer(&self, p: MutexGuard<'_, Pending>) -> Ticket {
         self.shared.appended.store(p.last, Ordering::Relaxed);
         let ticket = Ticket(p.last);
         drop(p);
@@ -445,11 +451,7 @@ impl Store {
             bytes,
         });
         p.last += 1;
-        self.shared.appended.store(p.last, Ordering::Relaxed);
-        let ticket = Ticket(p.last);
-        drop(p);
-        self.shared.work.notify_one();
-        Some(ticket)
+        Some(self.hand_to_writer(p))
     }
 
     /// Hands over what a session journaled (see [`StoreEvent`]). Returns the last ticket, or
